@@ -1,0 +1,180 @@
+"""Entity definitions the sandbox serves: one source of truth for storage, validation, typing and $metadata.
+
+Each service (``bc``, ``dataverse``, ``companion``) has entity sets whose properties carry their EDM type.
+Storage (``store.py``) makes one SQLite table per entity set from these definitions, the query layer
+(``odata.py``) resolves names through them, and ``metadata.py`` renders CSDL from them. Property names are
+the wire names of the real services (BC API v2.0 camelCase, Dataverse logical names), taken from
+``shared/reference/api-contracts.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Service = Literal["bc", "dataverse", "companion"]
+
+# EDM primitive types used here. Enum-typed BC properties use edm="Edm.String" plus ``enum=(...)``
+# and are advertised in $metadata as ``Microsoft.NAV.<enum_type>``.
+EDM_TYPES = frozenset(
+    {
+        "Edm.String",
+        "Edm.Guid",
+        "Edm.Boolean",
+        "Edm.Int32",
+        "Edm.Int64",
+        "Edm.Decimal",
+        "Edm.Double",
+        "Edm.Date",
+        "Edm.DateTimeOffset",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Prop:
+    """One structural property as it appears on the wire."""
+
+    name: str
+    edm: str = "Edm.String"
+    read_only: bool = False
+    required: bool = False  # must be supplied (non-empty) on create
+    max_length: int | None = None
+    enum_type: str | None = None  # BC: NAV enum type name, e.g. "customerBlocked"
+    enum: tuple[str, ...] | None = None  # BC: allowed wire values (spaces spelled _x0020_)
+    options: tuple[tuple[int, str], ...] | None = None  # Dataverse choice: (value, label) for FormattedValue
+    default: object = None  # value stored when a create omits the property
+
+    def __post_init__(self) -> None:
+        if self.edm not in EDM_TYPES:
+            raise ValueError(f"{self.name}: unknown EDM type {self.edm!r}")
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Dataverse single-valued navigation property backed by a lookup column.
+
+    Read as ``_<column>_value`` (a Prop of the entity set, Edm.Guid, read-only); written as
+    ``<nav>@odata.bind: "/<target>(<guid>)"``. Polymorphic lookups (customer, owner) have one Lookup per
+    target sharing the same column, e.g. ``parentcustomerid_account`` and ``parentcustomerid_contact``.
+    """
+
+    nav: str  # navigation property name, e.g. "transactioncurrencyid" or "parentcustomerid_account"
+    column: str  # lookup logical name, e.g. "parentcustomerid" -> stored/read as _parentcustomerid_value
+    target: str  # target entity set, e.g. "accounts"
+
+    @property
+    def value_prop(self) -> str:
+        return f"_{self.column}_value"
+
+
+@dataclass(frozen=True)
+class Nav:
+    """Navigation property usable in ``$expand``.
+
+    ``local`` is the property of this entity set whose value is matched against ``remote`` on the target:
+    single-valued (``many=False``): target.remote == self.local (e.g. customer.currencyId -> currency.id);
+    collection (``many=True``): target.remote == self.local (e.g. salesInvoice.id -> line.documentId).
+    """
+
+    name: str
+    target: str
+    local: str
+    remote: str
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class EntitySet:
+    service: Service
+    name: str  # entity set name on the wire, e.g. "customers" / "accounts"
+    type_name: str  # entity type name, e.g. "customer" / "account"
+    key: str  # key property, always a GUID here
+    props: tuple[Prop, ...]
+    lookups: tuple[Lookup, ...] = ()
+    navs: tuple[Nav, ...] = ()
+    methods: frozenset[str] = frozenset({"GET", "POST", "PATCH", "DELETE"})
+    company_scoped: bool = True  # BC/companion: lives under companies({id})
+    change_tracking: bool = False  # Dataverse: Prefer: odata.track-changes allowed
+    primary_name: str | None = None  # Dataverse primary name attribute (FormattedValue of lookups)
+    logical_name: str | None = None  # Dataverse entity logical name (EntityDefinitions); = type_name
+    modified_prop: str | None = None  # property stamped with the modification time on every write
+    created_prop: str | None = None  # property stamped with the creation time on create
+    _by_name: dict[str, Prop] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({p.name: p for p in self.props})
+        if self.key not in self._by_name:
+            raise ValueError(f"{self.name}: key {self.key!r} is not a property")
+        for lk in self.lookups:
+            if lk.value_prop not in self._by_name:
+                raise ValueError(f"{self.name}: lookup {lk.nav} needs property {lk.value_prop}")
+
+    def prop(self, name: str) -> Prop | None:
+        return self._by_name.get(name)
+
+    @property
+    def prop_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.props)
+
+    def lookup(self, nav: str) -> Lookup | None:
+        return next((lk for lk in self.lookups if lk.nav == nav), None)
+
+    def nav(self, name: str) -> Nav | None:
+        return next((n for n in self.navs if n.name == name), None)
+
+
+# The registries are filled by the service modules below this line (kept in one file so storage,
+# query and metadata cannot disagree about a name).
+BC: dict[str, EntitySet] = {}
+DATAVERSE: dict[str, EntitySet] = {}
+COMPANION: dict[str, EntitySet] = {}
+
+REGISTRIES: dict[Service, dict[str, EntitySet]] = {"bc": BC, "dataverse": DATAVERSE, "companion": COMPANION}
+
+
+def register(es: EntitySet) -> EntitySet:
+    REGISTRIES[es.service][es.name] = es
+    return es
+
+
+def all_entity_sets() -> list[EntitySet]:
+    return [es for reg in REGISTRIES.values() for es in reg.values()]
+
+
+def entity_set(service: Service, name: str) -> EntitySet | None:
+    return REGISTRIES[service].get(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Business Central API v2.0
+# --------------------------------------------------------------------------------------------------
+
+G, S, B, D, DT = "Edm.Guid", "Edm.String", "Edm.Boolean", "Edm.Decimal", "Edm.DateTimeOffset"
+
+register(
+    EntitySet(
+        service="bc",
+        name="companies",
+        type_name="company",
+        key="id",
+        company_scoped=False,
+        methods=frozenset({"GET"}),
+        props=(
+            Prop("id", G, read_only=True),
+            Prop("systemVersion", S, read_only=True),
+            Prop("timestamp", "Edm.Int64", read_only=True),
+            Prop("name", S, read_only=True),
+            Prop("displayName", S, read_only=True),
+            Prop("businessProfileId", S, read_only=True),
+            Prop("systemCreatedAt", DT, read_only=True),
+            Prop("systemCreatedBy", G, read_only=True),
+            Prop("systemModifiedAt", DT, read_only=True),
+            Prop("systemModifiedBy", G, read_only=True),
+        ),
+    )
+)
+
+# The remaining BC, Dataverse and companion entity sets are defined in schema_defs.py, imported last so
+# that the registries are complete whenever this module is imported.
+from d365kit.sandbox import schema_defs as _defs  # noqa: E402,F401
