@@ -14,6 +14,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,7 @@ class Sandbox:
         self._sock: socket.socket | None = None
         self.ctx: SandboxContext | None = None
         self.material: KeyMaterial | None = None
+        self.on_started: Callable[[], None] | None = None
 
     # -- set-up ------------------------------------------------------------------------------------
 
@@ -207,6 +209,14 @@ class Sandbox:
         """Run in the foreground until interrupted (Ctrl+C)."""
         self._server = server = self._prepare()
         self._write_running()
+
+        def announce() -> None:
+            while not server.started and not server.should_exit:
+                time.sleep(0.05)
+            if server.started and self.on_started:
+                self.on_started()
+
+        threading.Thread(target=announce, daemon=True).start()
         try:
             server.run(sockets=[self._sock])
         finally:

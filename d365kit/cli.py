@@ -1,0 +1,171 @@
+"""The ``d365kit`` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from d365kit.sandbox.context import LIMIT_PROFILES
+
+# Connection facts printed by `d365kit sandbox env`, as environment variable -> fact key.
+ENV_EXPORTS = {
+    "D365KIT_SANDBOX_DIR": "data_dir",
+    "D365KIT_AUTHORITY": "authority",
+    "D365KIT_TENANT_ID": "tenant_id",
+    "D365KIT_CLIENT_ID": "client_id",
+    "D365KIT_CLIENT_SECRET": "client_secret",
+    "D365KIT_CLIENT_CERTIFICATE": "client_certificate",
+    "D365KIT_CLIENT_CERTIFICATE_KEY": "client_certificate_key",
+    "D365KIT_CLIENT_CERTIFICATE_THUMBPRINT": "client_certificate_thumbprint",
+    "D365KIT_BC_URL": "bc_url",
+    "D365KIT_BC_COMPANION_URL": "bc_companion_url",
+    "D365KIT_BC_ENVIRONMENT": "environment",
+    "D365KIT_BC_SCOPE": "bc_scope",
+    "D365KIT_DATAVERSE_URL": "dataverse_url",
+    "D365KIT_DATAVERSE_API_URL": "dataverse_api_url",
+    "D365KIT_DATAVERSE_SCOPE": "dataverse_scope",
+    "D365KIT_CA_BUNDLE": "ca_bundle",
+}
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from d365kit.sandbox.server import default_data_dir
+
+    return Path(args.data_dir).expanduser() if args.data_dir else default_data_dir()
+
+
+def _scale(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("--scale must be a positive number of customers, e.g. --scale 1000")
+    return value
+
+
+def cmd_sandbox_start(args: argparse.Namespace) -> int:
+    from d365kit.sandbox.server import Sandbox, read_running, seed_store
+    from d365kit.sandbox.store import Store
+
+    data_dir = _data_dir(args)
+    running = read_running(data_dir)
+    if running:
+        print(
+            f"A sandbox already runs on {data_dir} (pid {running['pid']}, port {running['port']}).\n"
+            "Stop it first, or start another with --data-dir <other folder>.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.scale is not None:
+        seed_store(Store(data_dir / "sandbox.db"), data_dir, scale=args.scale)
+    sbx = Sandbox(data_dir, port=args.port, limits=args.limits, latency_ms=args.latency_ms)
+    print(f"Starting the sandbox on https://127.0.0.1:{args.port or '<free port>'} (data: {data_dir}) ...")
+    sbx.on_started = lambda: print(  # noqa: E731 - printed once the port is known
+        f"Sandbox ready at {sbx.ctx.origin}. In another shell: eval \"$(d365kit sandbox env)\". Ctrl+C stops it.",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        sbx.serve_forever()
+    return 0
+
+
+def cmd_sandbox_seed(args: argparse.Namespace) -> int:
+    from d365kit.sandbox.server import seed_store
+    from d365kit.sandbox.store import Store
+
+    data_dir = _data_dir(args)
+    manifest = seed_store(Store(data_dir / "sandbox.db"), data_dir, scale=args.scale)
+    print(f"Seeded {data_dir} (scale {manifest.get('scale')}): {len(manifest.get('problems', []))} planted problems.")
+    return 0
+
+
+def cmd_sandbox_reset(args: argparse.Namespace) -> int:
+    from d365kit.sandbox.server import MANIFEST_FILE, seed_store
+    from d365kit.sandbox.store import Store
+
+    data_dir = _data_dir(args)
+    scale = None
+    manifest_path = data_dir / MANIFEST_FILE
+    if manifest_path.exists():
+        scale = json.loads(manifest_path.read_text()).get("scale")
+    manifest = seed_store(Store(data_dir / "sandbox.db"), data_dir, scale=scale)
+    print(f"Reset {data_dir} to its seeded state (scale {manifest.get('scale')}).")
+    return 0
+
+
+def cmd_sandbox_env(args: argparse.Namespace) -> int:
+    from d365kit.sandbox.server import read_running
+
+    data_dir = _data_dir(args)
+    facts = read_running(data_dir)
+    if facts is None:
+        print(
+            f"No sandbox is running on {data_dir}. Start one with `d365kit sandbox start` "
+            "(or pass the --data-dir of a running one).",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps({k: v for k, v in facts.items() if k not in ("pid", "admin_key")}, indent=2))
+    else:
+        for var, key in ENV_EXPORTS.items():
+            print(f"export {var}={shlex.quote(str(facts[key]))}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from d365kit.demo import run_demo
+
+    return run_demo(Path(args.data_dir) if args.data_dir else None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="d365kit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_dir_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir",
+            help="sandbox data folder (default: $D365KIT_SANDBOX_DIR, else ~/.local/share/d365kit/sandbox)",
+        )
+
+    sandbox = sub.add_parser("sandbox", help="the local Entra ID + Business Central + Dataverse emulator")
+    ssub = sandbox.add_subparsers(dest="sandbox_command", required=True)
+
+    start = ssub.add_parser("start", help="run the sandbox in the foreground")
+    start.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    data_dir_arg(start)
+    start.add_argument("--scale", type=_scale, help="reseed with N customers (the rest in proportion) first")
+    start.add_argument("--limits", choices=LIMIT_PROFILES, default="unlimited", help="service protection profile")
+    start.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every API request")
+    start.set_defaults(func=cmd_sandbox_start)
+
+    seed = ssub.add_parser("seed", help="replace the data with a fresh deterministic seed")
+    seed.add_argument("--scale", type=_scale, help="N customers, the rest in proportion (default: demo size)")
+    data_dir_arg(seed)
+    seed.set_defaults(func=cmd_sandbox_seed)
+
+    reset = ssub.add_parser("reset", help="restore the seeded state (same scale)")
+    data_dir_arg(reset)
+    reset.set_defaults(func=cmd_sandbox_reset)
+
+    env = ssub.add_parser("env", help="connection facts of the running sandbox (shell exports, or --json)")
+    data_dir_arg(env)
+    env.add_argument("--json", action="store_true", help="print JSON instead of shell exports")
+    env.set_defaults(func=cmd_sandbox_env)
+
+    demo = sub.add_parser("demo", help="the main job: sandbox + round trip (+ notebooks and reports later)")
+    data_dir_arg(demo)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The one OData layer both clients share."""
