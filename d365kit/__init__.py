@@ -1,5 +1,36 @@
 """d365kit: analyst toolkit for the Business Central <-> Dynamics 365 Sales integration."""
 
+from d365kit.config import ConfigError, Profile, get_profile
+from d365kit.odata.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    D365Error,
+    NotFoundError,
+    ODataError,
+    ThrottledError,
+    TransportError,
+)
+from d365kit.odata.query import Q, Query
+from d365kit.workspace import Workspace, connect
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigError",
+    "ConflictError",
+    "D365Error",
+    "NotFoundError",
+    "ODataError",
+    "Profile",
+    "Q",
+    "Query",
+    "ThrottledError",
+    "TransportError",
+    "Workspace",
+    "__version__",
+    "connect",
+    "get_profile",
+]

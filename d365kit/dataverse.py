@@ -1,0 +1,213 @@
+"""Dataverse Web API v9.2 client: CRUD, lookups, annotations, bulk actions and change tracking.
+
+Lookups read as ``_<name>_value`` columns and are written with ``bind(nav, entity_set, id)`` which gives
+``{"<nav>@odata.bind": "/<entity_set>(<id>)"}``. ``CreateMultiple``/``UpdateMultiple``/``UpsertMultiple``
+are chunked automatically. Change tracking: ``changes()`` returns changed rows, deleted ids and the next
+delta link to pass back in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from d365kit.frames import FORMATTED, rows_to_frame
+from d365kit.odata.batch import Operation, OperationResult, dataverse_batch
+from d365kit.odata.errors import TransportError
+from d365kit.odata.metadata import ServiceMetadata, parse_csdl
+from d365kit.odata.paging import iter_pages
+from d365kit.odata.query import Query, key_segment
+from d365kit.odata.session import ODataSession
+
+DV_MAX_PAGE = 5_000
+BULK_CHUNK = 500
+_ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
+
+
+def bind(nav: str, entity_set: str, key: str) -> dict[str, str]:
+    """The body fragment that sets a lookup: ``{"<nav>@odata.bind": "/<entity_set>(<key>)"}``."""
+    return {f"{nav}@odata.bind": "/" + key_segment(entity_set, key)}
+
+
+@dataclass
+class Changes:
+    """One change-tracking read: changed rows (typed frame), deleted ids and the next delta link."""
+
+    changed: pd.DataFrame
+    deleted: list[str]
+    delta_link: str
+
+
+class DataverseClient:
+    def __init__(self, session: ODataSession, url: str):
+        self.session = session
+        self.url = url.rstrip("/")
+        self.root = f"{self.url}/api/data/v9.2/"
+
+    def __repr__(self) -> str:
+        return f"DataverseClient({self.url!r})"
+
+    def metadata(self) -> ServiceMetadata:
+        if "_metadata" not in self.__dict__:
+            resp = self.session.request("GET", self.root + "$metadata", headers={"Accept": "application/xml"})
+            self.__dict__["_metadata"] = parse_csdl("Dataverse", resp.content)
+        return self.__dict__["_metadata"]
+
+    def entity_url(self, entity_set: str, key: str | None = None) -> str:
+        self.metadata().entity(entity_set)
+        return self.root + (key_segment(entity_set, key) if key else entity_set)
+
+    def whoami(self) -> dict[str, Any]:
+        return self.session.request("GET", self.root + "WhoAmI").json()
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _prefer(formatted: bool, extra: str | None = None) -> dict[str, str]:
+        prefs = []
+        if formatted:
+            prefs.append('odata.include-annotations="OData.Community.Display.V1.FormattedValue"')
+        if extra:
+            prefs.append(extra)
+        return {"Prefer": ",".join(prefs)} if prefs else {}
+
+    def pages(
+        self, entity_set: str, query: Query | None = None, *, page_size: int = DV_MAX_PAGE, formatted: bool = False
+    ) -> Iterator[list[dict[str, Any]]]:
+        query = query or Query()
+        if query.select:
+            self.metadata().check_properties(entity_set, query.select)
+        url = self.entity_url(entity_set)
+        qs = query.query_string()
+        for page in iter_pages(
+            self.session, f"{url}?{qs}" if qs else url, page_size=page_size, headers=self._prefer(formatted)
+        ):
+            yield page["value"]
+
+    def list(self, entity_set: str, query: Query | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for rows in self.pages(entity_set, query, **kwargs):
+            yield from rows
+
+    def get(self, entity_set: str, key: str, *, select: tuple[str, ...] = (), formatted: bool = False) -> dict[str, Any]:
+        qs = Query(select=select).query_string()
+        url = self.entity_url(entity_set, key)
+        return self.session.request("GET", f"{url}?{qs}" if qs else url, headers=self._prefer(formatted)).json()
+
+    def count(self, entity_set: str) -> int:
+        return int(self.session.request("GET", self.entity_url(entity_set) + "/$count").text)
+
+    def to_frame(
+        self,
+        entity_set: str,
+        query: Query | None = None,
+        *,
+        page_size: int = DV_MAX_PAGE,
+        formatted: bool = False,
+        progress: bool = False,
+    ) -> pd.DataFrame:
+        """All rows (paged) as a typed frame; FormattedValue columns (``<col>@formatted``) on request."""
+        rows: list[dict[str, Any]] = []
+        with tqdm(desc=f"Dataverse {entity_set}", unit=" rows", disable=not progress) as bar:
+            for page in self.pages(entity_set, query, page_size=page_size, formatted=formatted):
+                rows.extend(page)
+                bar.update(len(page))
+        et = self.metadata().entity(entity_set)
+        columns = list(query.select) if query and query.select else list(et.properties)
+        return rows_to_frame(rows, et.properties, columns)
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def create(self, entity_set: str, values: dict[str, Any]) -> str:
+        """POST; returns the new row's id. Put the primary key in ``values`` to make it idempotent."""
+        key = self.metadata().entity(entity_set).key
+        resp = self.session.request("POST", self.entity_url(entity_set), json=values, idempotent=key in values)
+        match = _ENTITY_ID.search(resp.headers.get("OData-EntityId", ""))
+        if not match:
+            raise TransportError(f"Dataverse: POST {entity_set} answered {resp.status_code} without OData-EntityId")
+        return match.group(1).lower()
+
+    def update(self, entity_set: str, key: str, changes: dict[str, Any], *, etag: str = "*") -> None:
+        """PATCH that never creates: ``If-Match`` is the row's etag (412 -> ConflictError) or ``*``."""
+        self.session.request("PATCH", self.entity_url(entity_set, key), json=changes, headers={"If-Match": etag}, idempotent=True)
+
+    def upsert(self, entity_set: str, key: str, values: dict[str, Any]) -> None:
+        """PATCH without If-Match: updates the row with this id, or creates it with this id."""
+        self.session.request("PATCH", self.entity_url(entity_set, key), json=values, idempotent=True)
+
+    def delete(self, entity_set: str, key: str, *, etag: str | None = None) -> None:
+        headers = {"If-Match": etag} if etag else {}
+        self.session.request("DELETE", self.entity_url(entity_set, key), headers=headers)
+
+    def _typed(self, entity_set: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        logical = f"Microsoft.Dynamics.CRM.{self.metadata().entity(entity_set).name}"
+        return [{"@odata.type": logical, **r} for r in rows]
+
+    def create_multiple(self, entity_set: str, rows: list[dict[str, Any]], *, chunk_size: int = BULK_CHUNK, progress: bool = False) -> list[str]:
+        """``CreateMultiple`` in chunks; returns the ids in input order. Each chunk is all-or-nothing."""
+        ids: list[str] = []
+        key = self.metadata().entity(entity_set).key
+        url = self.entity_url(entity_set) + "/Microsoft.Dynamics.CRM.CreateMultiple"
+        with tqdm(total=len(rows), desc=f"CreateMultiple {entity_set}", disable=not progress) as bar:
+            for i in range(0, len(rows), chunk_size):
+                chunk = rows[i : i + chunk_size]
+                resp = self.session.request(
+                    "POST", url, json={"Targets": self._typed(entity_set, chunk)}, idempotent=all(key in r for r in chunk)
+                )
+                ids.extend(str(x).lower() for x in resp.json()["Ids"])
+                bar.update(len(chunk))
+        return ids
+
+    def update_multiple(self, entity_set: str, rows: list[dict[str, Any]], *, chunk_size: int = BULK_CHUNK, progress: bool = False) -> None:
+        """``UpdateMultiple`` in chunks; every row carries its primary key."""
+        key = self.metadata().entity(entity_set).key
+        missing = [i for i, r in enumerate(rows) if key not in r]
+        if missing:
+            raise ValueError(f"UpdateMultiple needs {key!r} in every row; rows {missing[:5]} lack it")
+        self._bulk(entity_set, "UpdateMultiple", rows, chunk_size, progress)
+
+    def upsert_multiple(self, entity_set: str, rows: list[dict[str, Any]], *, chunk_size: int = BULK_CHUNK, progress: bool = False) -> None:
+        self._bulk(entity_set, "UpsertMultiple", rows, chunk_size, progress)
+
+    def _bulk(self, entity_set: str, action: str, rows: list[dict[str, Any]], chunk_size: int, progress: bool) -> None:
+        url = self.entity_url(entity_set) + f"/Microsoft.Dynamics.CRM.{action}"
+        with tqdm(total=len(rows), desc=f"{action} {entity_set}", disable=not progress) as bar:
+            for i in range(0, len(rows), chunk_size):
+                chunk = rows[i : i + chunk_size]
+                self.session.request("POST", url, json={"Targets": self._typed(entity_set, chunk)}, idempotent=True)
+                bar.update(len(chunk))
+
+    def batch(self, operations: list[Operation], *, changeset: bool = True) -> list[OperationResult]:
+        return dataverse_batch(self.session, self.root, operations, changeset=changeset)
+
+    # -- change tracking ---------------------------------------------------------------------------
+
+    def changes(self, entity_set: str, *, select: tuple[str, ...] = (), delta_link: str | None = None) -> Changes:
+        """First call (no ``delta_link``): every row + a delta link. Later calls: what changed since."""
+        et = self.metadata().entity(entity_set)
+        if delta_link is None:
+            qs = Query(select=select).query_string()
+            url = self.entity_url(entity_set) + (f"?{qs}" if qs else "")
+        else:
+            url = delta_link
+        rows: list[dict[str, Any]] = []
+        deleted: list[str] = []
+        link = None
+        for page in iter_pages(self.session, url, headers={"Prefer": "odata.track-changes"}):
+            for row in page["value"]:
+                if str(row.get("@odata.context", "")).endswith("$deletedEntity") or row.get("reason") == "deleted":
+                    deleted.append(str(row["id"]).lower())
+                else:
+                    rows.append(row)
+            link = page.get("@odata.deltaLink") or link
+        if link is None:
+            raise TransportError(f"Dataverse: change tracking on {entity_set} returned no @odata.deltaLink")
+        columns = list(select) or list(et.properties)
+        return Changes(rows_to_frame(rows, et.properties, columns), deleted, link)
+
+
+__all__ = ["FORMATTED", "Changes", "DataverseClient", "bind"]

@@ -1,0 +1,178 @@
+"""``$batch`` for both services, with one result per operation.
+
+BC takes JSON batches (``{"requests": [...]}``, at most 100 operations; ``Isolation: snapshot`` makes them
+one transaction). Dataverse takes ``multipart/mixed`` (at most 1,000 requests); operations inside a
+changeset are atomic. Both return results in request order; a failed operation's result carries the typed
+error, so callers decide per operation.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+from d365kit.odata.errors import ODataError, TransportError, parse_error
+from d365kit.odata.session import ODataSession
+
+BC_MAX_OPERATIONS = 100
+DATAVERSE_MAX_OPERATIONS = 1000
+
+
+@dataclass
+class Operation:
+    method: str
+    url: str  # relative to the API root (BC) or the Web API root (Dataverse), or absolute
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    id: str | None = None
+
+
+@dataclass
+class OperationResult:
+    operation: Operation
+    status: int
+    headers: dict[str, str]
+    body: Any
+    error: ODataError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status < 400
+
+
+def _chunks(ops: list[Operation], size: int) -> list[list[Operation]]:
+    return [ops[i : i + size] for i in range(0, len(ops), size)]
+
+
+def bc_batch(
+    session: ODataSession, root: str, operations: list[Operation], *, atomic: bool = False
+) -> list[OperationResult]:
+    """Run operations as BC JSON batches of at most 100 (each batch atomic when ``atomic``)."""
+    results: list[OperationResult] = []
+    for chunk in _chunks(operations, BC_MAX_OPERATIONS):
+        requests_ = []
+        for i, op in enumerate(chunk):
+            op.id = op.id or str(i + 1)
+            item: dict[str, Any] = {"id": op.id, "method": op.method, "url": op.url}
+            hdrs = dict(op.headers)
+            if op.body is not None:
+                hdrs.setdefault("Content-Type", "application/json")
+                item["body"] = op.body
+            if hdrs:
+                item["headers"] = hdrs
+            requests_.append(item)
+        headers = {"Content-Type": "application/json"}
+        if atomic:
+            headers["Isolation"] = "snapshot"
+        resp = session.request(
+            "POST", root.rstrip("/") + "/$batch", json={"requests": requests_}, headers=headers, idempotent=False
+        )
+        try:
+            answers = {str(a["id"]): a for a in resp.json()["responses"]}
+        except (ValueError, KeyError, TypeError):
+            raise TransportError(f"{session.name}: $batch answer is not a JSON batch response: {resp.text[:200]!r}") from None
+        for op in chunk:
+            a = answers.get(op.id)
+            if a is None:
+                raise TransportError(f"{session.name}: $batch answer lacks operation {op.id}")
+            status = int(a.get("status", 0))
+            body = a.get("body")
+            err = parse_error(status, body, a.get("headers"), method=op.method, url=op.url) if status >= 400 else None
+            results.append(OperationResult(op, status, dict(a.get("headers") or {}), body, err))
+    return results
+
+
+def _http_part(op: Operation, root: str, content_id: int | None) -> str:
+    url = op.url if op.url.startswith("http") or op.url.startswith("$") else root.rstrip("/") + "/" + op.url
+    lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
+    if content_id is not None:
+        lines.append(f"Content-ID: {content_id}")
+    lines += ["", f"{op.method} {url} HTTP/1.1"]
+    hdrs = dict(op.headers)
+    body = ""
+    if op.body is not None:
+        hdrs.setdefault("Content-Type", "application/json")
+        body = json.dumps(op.body)
+    lines += [f"{k}: {v}" for k, v in hdrs.items()]
+    lines += ["", body]
+    return "\r\n".join(lines)
+
+
+def dataverse_batch(
+    session: ODataSession,
+    root: str,
+    operations: list[Operation],
+    *,
+    changeset: bool = True,
+    continue_on_error: bool = True,
+) -> list[OperationResult]:
+    """Run operations as multipart batches of at most 1,000; writes go in one atomic changeset per batch."""
+    results: list[OperationResult] = []
+    for chunk in _chunks(operations, DATAVERSE_MAX_OPERATIONS):
+        batch_b = f"batch_{uuid.uuid4()}"
+        parts: list[str] = []
+        writes = [op for op in chunk if op.method != "GET"] if changeset else []
+        if writes:
+            cs_b = f"changeset_{uuid.uuid4()}"
+            inner = [f"--{cs_b}\r\n" + _http_part(op, root, i + 1) for i, op in enumerate(writes)]
+            parts.append(
+                f"Content-Type: multipart/mixed; boundary={cs_b}\r\n\r\n" + "\r\n".join(inner) + f"\r\n--{cs_b}--"
+            )
+        for op in chunk:
+            if op not in writes:
+                parts.append(_http_part(op, root, None))
+        body = "".join(f"--{batch_b}\r\n{p}\r\n" for p in parts) + f"--{batch_b}--\r\n"
+        headers = {"Content-Type": f"multipart/mixed; boundary={batch_b}"}
+        if continue_on_error:
+            headers["Prefer"] = "odata.continue-on-error"
+        resp = session.request(
+            "POST", root.rstrip("/") + "/$batch", data=body.encode(), headers=headers, idempotent=False,
+            raise_for_status=False,
+        )
+        answers = parse_multipart_response(resp.headers.get("Content-Type", ""), resp.content)
+        if not answers and resp.status_code >= 400:
+            try:
+                payload: Any = resp.json()
+            except ValueError:
+                payload = resp.text
+            raise parse_error(resp.status_code, payload, resp.headers, method="POST", url=root + "$batch")
+        ordered = writes + [op for op in chunk if op not in writes]
+        for op, (status, hdrs, payload) in zip(ordered, answers, strict=False):
+            err = parse_error(status, payload, hdrs, method=op.method, url=op.url) if status >= 400 else None
+            results.append(OperationResult(op, status, hdrs, payload, err))
+        if len(answers) < len(ordered):  # the batch stopped at a failure: the rest never ran
+            for op in ordered[len(answers) :]:
+                results.append(OperationResult(op, 0, {}, None, None))
+    return results
+
+
+def parse_multipart_response(content_type: str, content: bytes) -> list[tuple[int, dict[str, str], Any]]:
+    """Flatten a (nested) multipart batch response into (status, headers, body) per operation."""
+    if "multipart/mixed" not in content_type:
+        return []
+    msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + content)
+    out: list[tuple[int, dict[str, str], Any]] = []
+
+    def walk(part: Any) -> None:
+        if part.is_multipart():
+            for sub in part.iter_parts():
+                walk(sub)
+            return
+        raw = part.get_payload(decode=True) or b""
+        head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+        lines = head.decode("utf-8", "replace").split("\n")
+        status = int(lines[0].split()[1])
+        hdrs = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+        text = body.decode("utf-8", "replace").strip()
+        try:
+            payload: Any = json.loads(text) if text else None
+        except ValueError:
+            payload = text
+        out.append((status, hdrs, payload))
+
+    walk(msg)
+    return out

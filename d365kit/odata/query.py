@@ -1,0 +1,201 @@
+"""Query builder with correct OData literal escaping.
+
+``literal()`` turns Python values into OData literals: strings quoted with ``'`` doubled, GUIDs bare,
+datetimes as UTC ISO 8601 with ``Z``, dates as ``YYYY-MM-DD``, booleans ``true``/``false``, ``None`` as
+``null``. ``Enum`` members render their value (BC enums compare as strings: ``status eq 'Open'``).
+Build filters from ``Q`` helpers rather than by string formatting, so a value can never become syntax.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote
+
+_GUID_LEN = 36
+
+
+class Guid(str):
+    """A string that renders as a bare GUID literal (validated)."""
+
+    def __new__(cls, value: str | uuid.UUID) -> Guid:
+        return super().__new__(cls, str(uuid.UUID(str(value))))
+
+
+def literal(value: Any) -> str:
+    """The OData literal for ``value``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, enum.Enum):
+        return literal(value.value)
+    if isinstance(value, uuid.UUID | Guid):
+        return str(value)
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} has no OData literal")
+        return repr(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: give it a timezone (e.g. datetime.now(UTC))")
+        v = value.astimezone(UTC)
+        return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise TypeError(f"no OData literal for {type(value).__name__} value {value!r}")
+
+
+def _name(name: str) -> str:
+    if not name or not all(c.isalnum() or c in "_/" for c in name):
+        raise ValueError(f"{name!r} is not a property name")
+    return name
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A filter expression; combine with ``&``, ``|`` and ``~``."""
+
+    text: str
+
+    def __and__(self, other: Filter) -> Filter:
+        return Filter(f"({self.text}) and ({other.text})")
+
+    def __or__(self, other: Filter) -> Filter:
+        return Filter(f"({self.text}) or ({other.text})")
+
+    def __invert__(self) -> Filter:
+        return Filter(f"not ({self.text})")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Q:
+    """Filter constructors: ``Q.eq("number", "10000") & Q.gt("lastModifiedDateTime", since)``."""
+
+    @staticmethod
+    def _cmp(op: str, name: str, value: Any) -> Filter:
+        return Filter(f"{_name(name)} {op} {literal(value)}")
+
+    @classmethod
+    def eq(cls, name: str, value: Any) -> Filter:
+        return cls._cmp("eq", name, value)
+
+    @classmethod
+    def ne(cls, name: str, value: Any) -> Filter:
+        return cls._cmp("ne", name, value)
+
+    @classmethod
+    def gt(cls, name: str, value: Any) -> Filter:
+        return cls._cmp("gt", name, value)
+
+    @classmethod
+    def ge(cls, name: str, value: Any) -> Filter:
+        return cls._cmp("ge", name, value)
+
+    @classmethod
+    def lt(cls, name: str, value: Any) -> Filter:
+        return cls._cmp("lt", name, value)
+
+    @classmethod
+    def le(cls, name: str, value: Any) -> Filter:
+        return cls._cmp("le", name, value)
+
+    @staticmethod
+    def contains(name: str, value: str) -> Filter:
+        return Filter(f"contains({_name(name)},{literal(value)})")
+
+    @staticmethod
+    def startswith(name: str, value: str) -> Filter:
+        return Filter(f"startswith({_name(name)},{literal(value)})")
+
+    @staticmethod
+    def endswith(name: str, value: str) -> Filter:
+        return Filter(f"endswith({_name(name)},{literal(value)})")
+
+    @staticmethod
+    def in_(name: str, values: Iterable[Any]) -> Filter:
+        """``name in (...)`` for BC; Dataverse has no ``in`` (OData 4.0), so use ``any_of`` there."""
+        items = list(values)
+        if not items:
+            raise ValueError("in_() needs at least one value")
+        return Filter(f"{_name(name)} in ({','.join(literal(v) for v in items)})")
+
+    @staticmethod
+    def any_of(name: str, values: Iterable[Any]) -> Filter:
+        """``name eq a or name eq b ...`` (same field, so BC's OR restriction is respected)."""
+        items = list(values)
+        if not items:
+            raise ValueError("any_of() needs at least one value")
+        return Filter(" or ".join(f"{_name(name)} eq {literal(v)}" for v in items))
+
+
+@dataclass(frozen=True)
+class Query:
+    """Immutable query options for one entity set; ``params()`` gives the encoded query string pairs."""
+
+    select: tuple[str, ...] = ()
+    filter: Filter | None = None
+    orderby: tuple[str, ...] = ()
+    top: int | None = None
+    expand: tuple[str, ...] = ()
+    count: bool = False
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    def with_select(self, *names: str) -> Query:
+        return replace(self, select=tuple(_name(n) for n in names))
+
+    def where(self, f: Filter) -> Query:
+        return replace(self, filter=f if self.filter is None else self.filter & f)
+
+    def order_by(self, *terms: str) -> Query:
+        for t in terms:
+            _name(t.split()[0])
+        return replace(self, orderby=tuple(terms))
+
+    def limit(self, n: int) -> Query:
+        if n < 0:
+            raise ValueError("top must be >= 0")
+        return replace(self, top=n)
+
+    def params(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if self.select:
+            out.append(("$select", ",".join(self.select)))
+        if self.filter is not None:
+            out.append(("$filter", self.filter.text))
+        if self.orderby:
+            out.append(("$orderby", ",".join(self.orderby)))
+        if self.top is not None:
+            out.append(("$top", str(self.top)))
+        if self.expand:
+            out.append(("$expand", ",".join(self.expand)))
+        if self.count:
+            out.append(("$count", "true"))
+        out.extend(self.extra)
+        return out
+
+    def query_string(self) -> str:
+        """Percent-encoded (spaces as %20, quotes kept readable as %27)."""
+        return "&".join(f"{k}={quote(v, safe=',()/')}" for k, v in self.params())
+
+
+def key_segment(entity_set: str, key: str | uuid.UUID) -> str:
+    """``accounts(<guid>)`` — keys here are always GUIDs; anything else is refused."""
+    text = str(key)
+    if len(text) != _GUID_LEN:
+        raise ValueError(f"{text!r} is not a GUID key")
+    return f"{entity_set}({uuid.UUID(text)})"
+
+
+__all__: Sequence[str] = ["Filter", "Guid", "Q", "Query", "key_segment", "literal"]

@@ -1,0 +1,57 @@
+"""``connect(profile) -> Workspace``: the entry point, holding both authenticated clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from d365kit.auth import TokenProvider
+from d365kit.bc import BCClient
+from d365kit.config import Profile, get_profile
+from d365kit.dataverse import DataverseClient
+from d365kit.odata.session import ODataSession, PinnedSession
+
+# The services' own concurrency caps (api-contracts.md, Part D): the default per-service limit.
+BC_CONCURRENCY = 5
+DATAVERSE_CONCURRENCY = 52
+
+
+@dataclass
+class Workspace:
+    """Both systems of one tenant, reached with one profile's identity."""
+
+    profile: Profile
+    tokens: TokenProvider
+    bc: BCClient
+    dataverse: DataverseClient
+
+    def __repr__(self) -> str:
+        return f"Workspace(profile={self.profile.name!r}, bc={self.bc!r}, dataverse={self.dataverse!r})"
+
+
+def connect(
+    profile: str | Profile = "sandbox",
+    *,
+    bc_concurrency: int = BC_CONCURRENCY,
+    dataverse_concurrency: int = DATAVERSE_CONCURRENCY,
+) -> Workspace:
+    """Resolve the profile, set up msal and one pooled session per service. Nothing is sent yet."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    http = PinnedSession(verify=prof.ca_bundle or True)
+    tokens = TokenProvider(prof, http_client=http)
+    bc_session = ODataSession(
+        "Business Central",
+        lambda force_refresh=False: tokens.token(prof.bc_scope, force_refresh=force_refresh),
+        http=http,
+        max_concurrency=bc_concurrency,
+    )
+    bc = BCClient(bc_session, f"{prof.bc_api_url.rstrip('/')}/{prof.tenant_id}/{prof.bc_environment}/api", prof.bc_company)
+    dataverse = None
+    if prof.dataverse_url:
+        dv_session = ODataSession(
+            "Dataverse",
+            lambda force_refresh=False: tokens.token(prof.dataverse_scope, force_refresh=force_refresh),
+            http=http,
+            max_concurrency=dataverse_concurrency,
+        )
+        dataverse = DataverseClient(dv_session, prof.dataverse_url)
+    return Workspace(prof, tokens, bc, dataverse)  # type: ignore[arg-type]

@@ -1,0 +1,65 @@
+"""Test helpers: msal clients and bearer tokens for the running sandbox.
+
+msal's own ``verify=`` sets ``Session.verify``, which requests lets ``REQUESTS_CA_BUNDLE`` /
+``CURL_CA_BUNDLE`` override; with such a variable set (as on many machines) msal would not trust the
+sandbox CA. So msal gets an ``http_client`` that trusts exactly ``info["ca_bundle"]``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msal
+import requests
+
+_cache: dict[tuple[int, str], str] = {}
+_lock = threading.Lock()
+
+
+class PinnedSession(requests.Session):
+    """A requests session whose ``verify`` the environment cannot override."""
+
+    def __init__(self, ca_bundle: str):
+        super().__init__()
+        self.verify = ca_bundle
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
+        pinned = self.verify if verify is None or verify is True else verify
+        return super().merge_environment_settings(url, proxies, stream, pinned, cert)
+
+
+def confidential_app(info: dict[str, Any], credential: Any = None) -> msal.ConfidentialClientApplication:
+    """The demo app as msal sees it; ``credential`` defaults to the client secret."""
+    return msal.ConfidentialClientApplication(
+        info["client_id"],
+        client_credential=credential if credential is not None else info["client_secret"],
+        authority=info["authority"],
+        instance_discovery=False,
+        http_client=PinnedSession(info["ca_bundle"]),
+    )
+
+
+def public_app(info: dict[str, Any]) -> msal.PublicClientApplication:
+    return msal.PublicClientApplication(
+        info["client_id"],
+        authority=info["authority"],
+        instance_discovery=False,
+        http_client=PinnedSession(info["ca_bundle"]),
+    )
+
+
+def token(info: dict[str, Any], scope: str) -> str:
+    """An app-only access token for ``scope`` (client secret), cached per sandbox port and scope."""
+    key = (info["port"], scope)
+    with _lock:
+        if key not in _cache:
+            result = confidential_app(info).acquire_token_for_client(scopes=[scope])
+            assert "access_token" in result, result
+            _cache[key] = result["access_token"]
+        return _cache[key]
+
+
+def auth(info: dict[str, Any], scope: str) -> dict[str, str]:
+    """``Authorization`` header for ``scope``."""
+    return {"Authorization": f"Bearer {token(info, scope)}"}
