@@ -2,7 +2,9 @@
 
 msal's own ``verify=`` sets ``Session.verify``, which requests lets ``REQUESTS_CA_BUNDLE`` /
 ``CURL_CA_BUNDLE`` override; with such a variable set (as on many machines) msal would not trust the
-sandbox CA. So msal gets an ``http_client`` that trusts exactly ``info["ca_bundle"]``.
+sandbox CA. So msal gets an ``http_client`` that trusts exactly ``info["ca_bundle"]``. It also asks for
+``Connection: close``: an idle kept-alive TLS connection left in a forgotten msal session holds up the
+sandbox's shutdown at the end of the session (the server waits for the client's TLS close).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ _lock = threading.Lock()
 
 
 class PinnedSession(requests.Session):
-    """A requests session whose ``verify`` the environment cannot override."""
+    """A requests session whose ``verify`` the environment cannot override; no kept-alive connections."""
 
     def __init__(self, ca_bundle: str):
         super().__init__()
         self.verify = ca_bundle
+        self.headers["Connection"] = "close"
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
         pinned = self.verify if verify is None or verify is True else verify

@@ -2,8 +2,18 @@
 
 ``BCService(ctx).handle(req)`` answers one request relative to ``{origin}/v2.0/{tenant}/{environment}/api/``:
 ``v2.0/...`` (standard API) or ``d365kit/integration/v1.0/...`` (companion API); both share this machinery.
-Wire facts: ``shared/reference/api-contracts.md`` Part A. Choices made where the reference is UNVERIFIED are
-written next to the code that makes them (search for "UNVERIFIED").
+Wire facts: ``shared/reference/api-contracts.md`` Part A. Choices made where the reference is UNVERIFIED
+(each also noted at the code that makes it):
+
+- ``$count=true`` adds ``@odata.count``; ``/$count`` answers text/plain (BC support undocumented).
+- Record not found: 404 ``Internal_RecordNotFound``; unknown company: 404 ``Internal_CompanyNotFound``;
+  wrong tenant/environment in the URL: 404 ``BadRequest_NotFound``.
+- Duplicate key (supplied ``id`` or No./Code): 409 ``Internal_EntityWithSameKeyExists``.
+- Stale If-Match: 409 ``Request_EntityChanged``; missing or malformed If-Match: 400 ``BadRequest_InvalidToken``.
+- Paging with $orderby or $top uses an opaque offset ``$skiptoken``; key order uses the last id.
+- ``Prefer: odata.maxpagesize`` outside 1..20,000 or not a number: 400.
+- Query option errors: 400 ``BadRequest``; not implemented: 501 ``BadRequest_NotImplemented``.
+- $batch: > 100 operations: 400; multipart: 501; ``Isolation: snapshot`` failure: see ``bc_batch``.
 """
 
 from __future__ import annotations
@@ -15,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from d365kit.sandbox import bc_rules, odata, schema
+from d365kit.sandbox import bc_rules, metadata, odata, schema
+from d365kit.sandbox.bc_batch import run_batch
 from d365kit.sandbox.bc_wire import (
     BLANK_GUID,
     BCError,
@@ -120,8 +131,6 @@ class BCService:
             return self._service_document(t)
         if t.kind == "metadata":
             self._allow(req, ("GET",), "$metadata")
-            from d365kit.sandbox import metadata
-
             csdl = metadata.csdl(t.service)
             body = csdl.encode() if isinstance(csdl, str) else csdl
             return Resp(200, Headers({"content-type": "application/xml", "odata-version": "4.0"}), body)
@@ -129,8 +138,6 @@ class BCService:
             if req.in_batch:
                 raise BCError(400, "BadRequest", "A $batch request cannot be nested inside a $batch request.")
             self._allow(req, ("POST",), "$batch")
-            from d365kit.sandbox.bc_batch import run_batch
-
             return run_batch(self, req, t.service)
         assert t.es is not None
         handlers: dict[tuple[str, str], Callable[[Req, Target], Resp]] = {
@@ -263,6 +270,7 @@ class BCService:
         if not rows:
             raise self._record_not_found(child, str(parent.get(nav.local)))
         t.kind, t.key = "entity", rows[0][child.key]
+        t.context = f"{t.context}({t.key})"
 
     def _company(self, company_id: str) -> str:
         """UNVERIFIED status: an unknown company answers 404 Internal_CompanyNotFound (code from BC-ERR)."""
@@ -327,11 +335,14 @@ class BCService:
             params.append(t.parent[1])
         return " AND ".join(clauses), params
 
+    @staticmethod
+    def _collection_path(t: Target) -> str:
+        """The entity-set path of the target (an entity's path without its trailing key)."""
+        return t.context[: -len(f"({t.key})")] if t.kind == "entity" else t.context
+
     def _context(self, t: Target, select: list[str] | None, entity: bool) -> str:
         sel = f"({','.join(select)})" if select else ""
-        return f"{t.svc_root}$metadata#{t.context.rsplit('(', 1)[0] if entity else t.context}{sel}" + (
-            "/$entity" if entity else ""
-        )
+        return f"{t.svc_root}$metadata#{self._collection_path(t)}{sel}" + ("/$entity" if entity else "")
 
     def _get_collection(self, req: Req, t: Target) -> Resp:
         assert t.es is not None
@@ -460,7 +471,7 @@ class BCService:
         target = bc_rules.target_of(es, nav) if nav else None
         if nav is None or target is None:
             raise BCError(400, "BadRequest", f"Could not find a navigation property named '{item.name}'.")
-        sub = item.query
+        sub = item.query or odata.Query()
         values = sorted({r.get(nav.local) for r in rows if r.get(nav.local) not in (None, "", BLANK_GUID)})
         found: list[dict] = []
         for start in range(0, len(values), 5000):
@@ -507,8 +518,7 @@ class BCService:
 
     def _location(self, t: Target, row: dict[str, Any]) -> str:
         assert t.es is not None
-        base = t.context if t.kind == "collection" else t.context.rsplit("(", 1)[0]
-        return f"{t.svc_root}{base}({row[t.es.key]})"
+        return f"{t.svc_root}{self._collection_path(t)}({row[t.es.key]})"
 
     def _post(self, req: Req, t: Target) -> Resp:
         assert t.es is not None

@@ -121,6 +121,8 @@ class Rules:
                 raise BCError(400, "BadRequest", f"'{fk}' does not match the parent in the request URI.")
             values[fk] = fk_value
         values.setdefault(es.key, str(uuid.uuid4()))
+        if es.key in supplied and self.store.get(es, values[es.key], _scope(es, company)) is not None:
+            raise self._exists(es, "SystemId", values[es.key])  # a retried create, before other checks
         for p in es.props:
             if p.name not in values:
                 values[p.name] = p.default if p.default is not None else blank(p)

@@ -19,8 +19,9 @@ from d365kit.sandbox.store import VERSION, format_datetime
 
 BLANK_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = "0001-01-01"
-BLANK_DATETIME = "0001-01-01T00:00:00Z"
+BLANK_DATETIME = "0001-01-01T00:00:00.000Z"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ENUM_ESCAPE = re.compile(r"[^A-Za-z0-9_]")  # A.1: enum values spell spaces (and other signs) _xHHHH_
 _ETAG = re.compile(r'^W/"([A-Za-z0-9+/=]+)"$')
 
 
@@ -138,7 +139,7 @@ def from_wire(prop: Prop, value: Any) -> Any:
     if prop.enum is not None:
         if not isinstance(value, str):
             raise _bad_value(prop, value)
-        wire = value.replace(" ", "_x0020_") if value.strip() else value
+        wire = _ENUM_ESCAPE.sub(lambda m: f"_x{ord(m.group()):04X}_", value) if value.strip() else value
         if wire not in prop.enum:
             options = ",".join(prop.enum)
             raise BCError(400, "Unknown", f"'{value}' is not an option. The existing options are: {options}")

@@ -76,7 +76,9 @@ def segment_not_found(segment: str) -> DVError:
 
 
 def unknown_property(name: str, logical_name: str) -> DVError:
-    return bad_request(f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{logical_name}'.")
+    return bad_request(
+        f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{logical_name}'."
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -153,6 +155,7 @@ def parse_prefer(header: str | None) -> Prefs:
 # --------------------------------------------------------------------------------------------------
 # Values: wire form, validation of written values, FormattedValue
 # --------------------------------------------------------------------------------------------------
+
 
 def is_money(prop: Prop) -> bool:
     """Edm.Decimal is Money unless metadata lists it as a Decimal attribute (same rule as EntityDefinitions)."""
@@ -307,7 +310,9 @@ class PageCookie:
 
 def parse_skiptoken(token: str, key_name: str) -> PageCookie:
     """Decode a $skiptoken made by ``PageCookie.skiptoken``; anything else -> 400."""
-    bad = bad_request("The $skiptoken value is not valid. Use the @odata.nextLink returned by the service unchanged.")
+    bad = bad_request(
+        "The $skiptoken value is not valid. Use the @odata.nextLink returned by the service unchanged."
+    )
     try:
         outer = ET.fromstring(token)
         page = int(outer.attrib["pagenumber"])

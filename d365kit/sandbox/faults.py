@@ -22,8 +22,8 @@ Choices on UNVERIFIED wire facts (reference/api-contracts.md A.7, A.9, B.8, C):
   resource_id="https://api.businesscentral.dynamics.com"`` (quoted; Dataverse's shape is documented,
   BC's is not).
 - Dataverse 401 body: code ``0x0`` (Dataverse codes are "often empty or 0x0") and a message starting with
-  the 401 error name of DV-COMPOSE: ``RequestIsNotAuthenticated`` (no bearer token) or
-  ``InvalidAuthTicket`` (token refused; the reason follows).
+  a 401 error name of DV-COMPOSE: ``RequestIsNotAuthenticated`` (no bearer token), ``ExpiredAuthTicket``
+  or ``InvalidAuthTicket`` (token refused), then the identity's reason.
 - BC 429 body: code ``Application_TooManyRequests`` with a message naming the breached limit; BC 429s
   carry ``Retry-After`` like Dataverse's (only 502/503 are documented with it).
 - Injected 503: BC code ``Unknown`` (BC's catch-all), Dataverse ``0x80040216`` (unexpected error); both
@@ -195,7 +195,7 @@ class _BC:
         message = f"{text}  CorrelationId:  {correlation_id()}."
         return Resp.json(status, {"error": {"code": code, "message": message}}, headers)
 
-    def unauthorized(self, ctx: SandboxContext, reason: str | None) -> Resp:
+    def unauthorized(self, ctx: SandboxContext, refusal: TokenError | None) -> Resp:
         challenge = (
             f'Bearer authorization_uri="{ctx.authority}/oauth2/authorize", resource_id="{BC_RESOURCE}"'
         )
@@ -234,14 +234,15 @@ class _Dataverse:
     def _error(status: int, code: str, message: str, headers: Any = ()) -> Resp:
         return Resp.json(status, {"error": {"code": code, "message": message}}, headers)
 
-    def unauthorized(self, ctx: SandboxContext, reason: str | None) -> Resp:
+    def unauthorized(self, ctx: SandboxContext, refusal: TokenError | None) -> Resp:
         challenge = (
             f"Bearer authorization_uri={ctx.authority}/oauth2/authorize, resource_id={ctx.dataverse_url}/"
         )
-        if reason is None:
+        if refusal is None:
             message = "RequestIsNotAuthenticated: the request carries no Bearer access token."
         else:
-            message = f"InvalidAuthTicket: the access token was refused: {reason}"
+            name = "ExpiredAuthTicket" if refusal.kind == "expired" else "InvalidAuthTicket"
+            message = f"{name}: {refusal}"
         return self._error(401, "0x0", message, {"WWW-Authenticate": challenge})
 
     def throttled(self, exc: Throttled) -> Resp:
@@ -296,7 +297,8 @@ async def _abort_connection(receive: Receive) -> None:
 
     uvicorn (0.54, h11 and httptools alike) passes ``RequestResponseCycle.receive`` as ``receive``; the
     cycle holds the asyncio transport. SO_LINGER 0 turns the close into a RST, ``abort()`` skips the TLS
-    close_notify. Then wait for uvicorn to notice the lost connection (``receive`` answers
+    close_notify (over TLS, Python clients see the connection end without a response: requests raises
+    ``ConnectionError``). Then wait for uvicorn to notice the lost connection (``receive`` answers
     ``http.disconnect``), so it does not try to answer the unfinished request with a 500. Without such a
     transport (another server), raise: the client then gets a 500, at least not a 2xx.
     """
@@ -338,10 +340,10 @@ class Gate:
         self.stats.requests += 1
         knobs = self.ctx.knobs
 
-        claims, reason = self._authenticate(scope, service)
+        claims, refusal = self._authenticate(scope, service)
         if claims is None:
             self.stats.unauthorized += 1
-            await _answer(send, service.unauthorized(self.ctx, reason))
+            await _answer(send, service.unauthorized(self.ctx, refusal))
             return
         scope.setdefault("state", {})["claims"] = claims
 
@@ -364,15 +366,15 @@ class Gate:
 
     def _authenticate(
         self, scope: Scope, service: _BC | _Dataverse
-    ) -> tuple[dict[str, Any] | None, str | None]:
-        """(claims, None) when the token verifies; (None, reason or None when no Bearer token) otherwise."""
+    ) -> tuple[dict[str, Any] | None, TokenError | None]:
+        """(claims, None) when the token verifies, else (None, the refusal; None when no Bearer token)."""
         scheme, _, token = (_header(scope, b"authorization") or "").strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None, None
         try:
             return self.ctx.identity.verify(token.strip(), service.audience(self.ctx)), None
         except TokenError as exc:
-            return None, str(exc) or "invalid token"
+            return None, exc
 
     def _protection_for(self, knobs: Knobs) -> ServiceProtection:
         profile = (knobs.limits, knobs.limits_scale)

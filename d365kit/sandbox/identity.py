@@ -8,6 +8,7 @@ msal's ``ConfidentialClientApplication`` / ``PublicClientApplication`` with
 Only the sandbox tenant id is a tenant here: ``common``, ``organizations``, domain names and other ids get
 AADSTS90002. Supported grants: ``client_credentials`` (secret in the body or HTTP Basic, or a certificate
 ``client_assertion``), ``device_code`` and ``refresh_token``. Other Entra endpoints and grants answer 501.
+Wire shapes (error bodies, discovery document, sign-in page) live in ``entra_wire``.
 
 Choices on UNVERIFIED points (reference/api-contracts.md Part C):
 - Access tokens are v1.0-style (``ver`` "1.0", ``appid``/``appidacr``), as first-party resources get them;
@@ -31,7 +32,6 @@ Choices on UNVERIFIED points (reference/api-contracts.md Part C):
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import html
@@ -39,11 +39,8 @@ import json
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus
 
 import jwt
 from cryptography import x509
@@ -53,6 +50,23 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from d365kit.sandbox.context import BC_RESOURCE, DEMO_USER_OID, DEMO_USER_UPN, SandboxContext
+from d365kit.sandbox.entra_wire import (
+    EntraError,
+    b64url,
+    b64url_thumbprint,
+    basic_credentials,
+    code_form,
+    correlation_of,
+    error_response,
+    html_page,
+    invalid_grant,
+    json_response,
+    missing_parameter,
+    openid_configuration,
+    read_form,
+    require_post,
+    timestamp,
+)
 from d365kit.sandbox.keys import KeyMaterial
 
 APP_OBJECT_ID = "3c9d7e21-5a4b-4f6e-8d2c-1b0a9f8e7d6c"  # the demo app's service principal in the tenant
@@ -84,8 +98,6 @@ NOT_IMPLEMENTED_GRANTS = frozenset(
 )
 ASSERTION_TYPE_JWT = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-NO_STORE = {"cache-control": "no-store, no-cache", "pragma": "no-cache"}
-
 
 class TokenError(Exception):
     """An access token that does not verify; ``str(exc)`` is the reason, ``kind`` its category.
@@ -96,14 +108,6 @@ class TokenError(Exception):
     def __init__(self, reason: str, kind: str = "invalid"):
         super().__init__(reason)
         self.kind = kind
-
-
-class EntraError(Exception):
-    """An OAuth error answered in Entra's shape (see ``_error_response``)."""
-
-    def __init__(self, status: int, error: str, code: int, message: str):
-        super().__init__(message)
-        self.status, self.error, self.code, self.message = status, error, code, message
 
 
 @dataclass
@@ -125,59 +129,6 @@ class RefreshGrant:
     expires_at: float
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_thumbprint(header_value: Any) -> str:
-    return str(header_value or "").rstrip("=")
-
-
-def _timestamp(now: float | None = None) -> str:
-    return datetime.fromtimestamp(now or time.time(), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _error_response(err: EntraError, correlation: str) -> Response:
-    """Entra's error body: description ends with the trace id, correlation id and timestamp."""
-    trace, stamp = str(uuid.uuid4()), _timestamp()
-    description = f"AADSTS{err.code}: {err.message}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {stamp}"
-    body = {
-        "error": err.error,
-        "error_description": description,
-        "error_codes": [err.code],
-        "timestamp": stamp,
-        "trace_id": trace,
-        "correlation_id": correlation,
-    }
-    return _json(body, err.status, correlation)
-
-
-def _json(
-    body: dict[str, Any], status: int, correlation: str, extra: dict[str, str] | None = None
-) -> Response:
-    headers = {**NO_STORE, "client-request-id": correlation, **(extra or {})}
-    return Response(json.dumps(body), status, headers=headers, media_type="application/json; charset=utf-8")
-
-
-def _correlation(request: Request) -> str:
-    """Entra echoes the caller's ``client-request-id`` (msal sends one) as the correlation id."""
-    return request.headers.get("client-request-id") or str(uuid.uuid4())
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """The url-encoded body (Entra reads nothing else); the last value of a repeated field wins."""
-    try:
-        return dict(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
-    except UnicodeDecodeError:
-        return {}
-
-
-def _missing(name: str) -> EntraError:
-    return EntraError(
-        400, "invalid_request", 900144, f"The request body must contain the following parameter: '{name}'."
-    )
-
-
 class Identity:
     """The sandbox tenant's identity provider: issues and verifies RS256 access tokens."""
 
@@ -188,11 +139,11 @@ class Identity:
         spki = self._public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self.kid = _b64url(hashlib.sha1(spki).digest())  # noqa: S324 - a key id, like Entra's x5t
+        self.kid = b64url(hashlib.sha1(spki).digest())  # noqa: S324 - a key id, like Entra's x5t
         cert = x509.load_pem_x509_certificate(km.client_cert_pem())
         self._client_cert_key = cert.public_key()
-        self._client_x5t = _b64url(cert.fingerprint(hashes.SHA1()))  # noqa: S324 - the protocol's choice
-        self._client_x5t_s256 = _b64url(cert.fingerprint(hashes.SHA256()))
+        self._client_x5t = b64url(cert.fingerprint(hashes.SHA1()))  # noqa: S324 - the protocol's choice
+        self._client_x5t_s256 = b64url(cert.fingerprint(hashes.SHA256()))
         self.device_code_lifetime_s = DEVICE_CODE_LIFETIME_S  # tests shorten it to see expired_token
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceGrant] = {}  # device_code -> grant
@@ -214,55 +165,7 @@ class Identity:
         return f"{self.ctx.authority}/oauth2/deviceauth"
 
     def openid_configuration(self) -> dict[str, Any]:
-        a = self.ctx.authority
-        return {
-            "token_endpoint": self.token_endpoint,
-            "token_endpoint_auth_methods_supported": [
-                "client_secret_post",
-                "private_key_jwt",
-                "client_secret_basic",
-            ],
-            "jwks_uri": f"{a}/discovery/v2.0/keys",
-            "response_modes_supported": ["query", "fragment", "form_post"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{a}/v2.0",
-            "request_uri_parameter_supported": False,
-            "authorization_endpoint": f"{a}/oauth2/v2.0/authorize",
-            "device_authorization_endpoint": f"{a}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True,
-            "frontchannel_logout_supported": True,
-            "end_session_endpoint": f"{a}/oauth2/v2.0/logout",
-            "claims_supported": [
-                "sub",
-                "iss",
-                "cloud_instance_name",
-                "cloud_instance_host_name",
-                "cloud_graph_host_name",
-                "msgraph_host",
-                "aud",
-                "exp",
-                "iat",
-                "auth_time",
-                "acr",
-                "nonce",
-                "preferred_username",
-                "name",
-                "tid",
-                "ver",
-                "at_hash",
-                "c_hash",
-                "email",
-            ],
-            "kerberos_endpoint": f"{a}/kerberos",
-            "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
-            "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
-            "rbac_url": "https://pas.windows.net",
-        }
+        return openid_configuration(self.ctx.authority)
 
     def jwks(self) -> dict[str, Any]:
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self._public_key, as_dict=True)
@@ -302,7 +205,7 @@ class Identity:
             "appidacr": appidacr,
             "idp": self.issuer,
             "tid": self.ctx.tenant_id,
-            "uti": _b64url(secrets.token_bytes(16)),
+            "uti": b64url(secrets.token_bytes(16)),
             "ver": "1.0",
         }
         if delegated:
@@ -381,7 +284,7 @@ class Identity:
         return jwt.encode(claims, self._signing_key, algorithm="RS256", headers={"kid": self.kid})
 
     def _pairwise_sub(self, client_id: str) -> str:
-        return _b64url(hashlib.sha256(f"{DEMO_USER_OID}|{client_id}".encode()).digest())
+        return b64url(hashlib.sha256(f"{DEMO_USER_OID}|{client_id}".encode()).digest())
 
     def _delegated_permissions(self, resource: str) -> tuple[str, ...]:
         return BC_DELEGATED if resource == BC_RESOURCE else DATAVERSE_DELEGATED
@@ -418,16 +321,16 @@ class Identity:
 
     async def _guarded(self, request: Request, handler: Any) -> Response:
         """Run ``handler`` after the tenant check; Entra errors become Entra error bodies."""
-        correlation = _correlation(request)
+        correlation = correlation_of(request)
         try:
             self._check_tenant(request)
             return await handler(request, correlation)
         except EntraError as err:
-            return _error_response(err, correlation)
+            return error_response(err, correlation)
 
     async def _discovery(self, request: Request) -> Response:
         async def answer(request: Request, correlation: str) -> Response:
-            return _json(
+            return json_response(
                 self.openid_configuration(), 200, correlation, {"cache-control": "max-age=86400, private"}
             )
 
@@ -435,7 +338,7 @@ class Identity:
 
     async def _keys(self, request: Request) -> Response:
         async def answer(request: Request, correlation: str) -> Response:
-            return _json(self.jwks(), 200, correlation, {"cache-control": "max-age=86400, private"})
+            return json_response(self.jwks(), 200, correlation, {"cache-control": "max-age=86400, private"})
 
         return await self._guarded(request, answer)
 
@@ -458,11 +361,11 @@ class Identity:
         return await self._guarded(request, self._answer_token)
 
     async def _answer_token(self, request: Request, correlation: str) -> Response:
-        _require_post(request)
-        form = await _form(request)
+        require_post(request)
+        form = await read_form(request)
         grant = form.get("grant_type")
         if not grant:
-            raise _missing("grant_type")
+            raise missing_parameter("grant_type")
         if grant in NOT_IMPLEMENTED_GRANTS:
             raise EntraError(
                 501, "not_implemented", 501, f"The d365kit sandbox does not implement grant_type '{grant}'."
@@ -481,21 +384,21 @@ class Identity:
                 "ext_expires_in": EXPIRES_IN_S,
                 "access_token": token,
             }
-            return _json(body, 200, correlation)
+            return json_response(body, 200, correlation)
         if grant == GRANT_DEVICE_CODE:
             resource = self._redeem_device_code(form, client_id)
         else:
             resource = self._redeem_refresh_token(form, client_id)
-        return _json(self._user_tokens(resource, client_id, acr), 200, correlation)
+        return json_response(self._user_tokens(resource, client_id, acr), 200, correlation)
 
     def _authenticate_client(
         self, request: Request, form: dict[str, str], *, required: bool
     ) -> tuple[str, str]:
         """(client id, appidacr): "1" secret, "2" certificate, "0" public client (only when not ``required``)."""
-        basic_id, basic_secret = _basic_credentials(request)
+        basic_id, basic_secret = basic_credentials(request)
         client_id = form.get("client_id") or basic_id
         if not client_id:
-            raise _missing("client_id")
+            raise missing_parameter("client_id")
         if client_id != self.ctx.client_id or (basic_id and basic_id != client_id):
             raise EntraError(
                 400,
@@ -554,7 +457,7 @@ class Identity:
                 5002738,
                 f"Invalid JWT token. '{alg}' is not a supported signature algorithm.",
             )
-        sha1, sha256 = _b64url_thumbprint(header.get("x5t")), _b64url_thumbprint(header.get("x5t#S256"))
+        sha1, sha256 = b64url_thumbprint(header.get("x5t")), b64url_thumbprint(header.get("x5t#S256"))
         if not (
             (sha1 and hmac.compare_digest(sha1, self._client_x5t))
             or (sha256 and hmac.compare_digest(sha256, self._client_x5t_s256))
@@ -588,7 +491,7 @@ class Identity:
                 401,
                 "invalid_client",
                 700024,
-                f"Client assertion is not within its valid time range. Current time: {_timestamp()}.",
+                f"Client assertion is not within its valid time range. Current time: {timestamp()}.",
             ) from None
         except jwt.InvalidTokenError:
             raise EntraError(400, "invalid_request", 50027, "JWT token is invalid or malformed.") from None
@@ -679,8 +582,8 @@ class Identity:
         return await self._guarded(request, self._answer_devicecode)
 
     async def _answer_devicecode(self, request: Request, correlation: str) -> Response:
-        _require_post(request)
-        form = await _form(request)
+        require_post(request)
+        form = await read_form(request)
         client_id, _ = self._authenticate_client(request, form, required=False)
         resource = self._user_resource(form.get("scope", ""))
         now = time.time()
@@ -700,7 +603,7 @@ class Identity:
             "message": f"To sign in, use a web browser to open the page {self.verification_uri} and enter the code "
             f"{user_code} to authenticate.",
         }
-        return _json(body, 200, correlation)
+        return json_response(body, 200, correlation)
 
     def _forget_stale(self, now: float) -> None:
         """Drop device grants long expired (kept a while so polling clients still see expired_token)."""
@@ -722,11 +625,11 @@ class Identity:
     def _redeem_device_code(self, form: dict[str, str], client_id: str) -> str:
         device_code = form.get("device_code") or form.get("code")
         if not device_code:
-            raise _missing("device_code")
+            raise missing_parameter("device_code")
         with self._lock:
             grant = self._devices.get(device_code)
             if grant is None or grant.client_id != client_id:
-                raise _invalid_grant("The provided device_code is not valid.")
+                raise invalid_grant("The provided device_code is not valid.")
             if grant.expires_at < time.time():
                 raise EntraError(
                     400,
@@ -747,11 +650,11 @@ class Identity:
     def _redeem_refresh_token(self, form: dict[str, str], client_id: str) -> str:
         refresh_token = form.get("refresh_token")
         if not refresh_token:
-            raise _missing("refresh_token")
+            raise missing_parameter("refresh_token")
         with self._lock:
             grant = self._refresh.get(refresh_token)
         if grant is None or grant.client_id != client_id:
-            raise _invalid_grant("The provided refresh_token is not valid.")
+            raise invalid_grant("The provided refresh_token is not valid.")
         if grant.expires_at < time.time():
             raise EntraError(
                 400,
@@ -767,7 +670,7 @@ class Identity:
         refresh_token = secrets.token_urlsafe(64)
         with self._lock:
             self._refresh[refresh_token] = RefreshGrant(client_id, now + REFRESH_LIFETIME_S)
-        client_info = _b64url(json.dumps({"uid": DEMO_USER_OID, "utid": self.ctx.tenant_id}).encode())
+        client_info = b64url(json.dumps({"uid": DEMO_USER_OID, "utid": self.ctx.tenant_id}).encode())
         return {
             "token_type": "Bearer",
             "scope": " ".join(f"{resource.rstrip('/')}/{p}" for p in self._delegated_permissions(resource)),
@@ -782,53 +685,11 @@ class Identity:
     async def _deviceauth(self, request: Request) -> Response:
         """The verification page: a form for the user code; posting it signs the demo user in."""
         if request.path_params["tenant"].lower() != self.ctx.tenant_id.lower():
-            return HTMLResponse(_page("Sign in", "This tenant does not exist."), 400)
+            return HTMLResponse(html_page("Sign in", "This tenant does not exist."), 400)
         if request.method == "GET":
-            return HTMLResponse(_page("Enter code", _code_form(request.query_params.get("otc", ""))))
-        problem = self.approve_user_code((await _form(request)).get("user_code", ""))
+            return HTMLResponse(html_page("Enter code", code_form(request.query_params.get("otc", ""))))
+        problem = self.approve_user_code((await read_form(request)).get("user_code", ""))
         if problem:
-            return HTMLResponse(_page("Enter code", f"<p>{html.escape(problem)}</p>{_code_form('')}"), 400)
+            return HTMLResponse(html_page("Enter code", f"<p>{html.escape(problem)}</p>{code_form('')}"), 400)
         message = f"You have signed in as {html.escape(DEMO_USER_UPN)}. You may now close this window."
-        return HTMLResponse(_page("Signed in", f"<p>{message}</p>"))
-
-
-def _require_post(request: Request) -> None:
-    if request.method != "POST":
-        raise EntraError(
-            400,
-            "invalid_request",
-            900561,
-            f"The endpoint only accepts POST requests. Received a {request.method} request.",
-        )
-
-
-def _invalid_grant(message: str) -> EntraError:
-    return EntraError(
-        400, "invalid_grant", 9002313, f"Invalid request. Request is malformed or invalid. {message}"
-    )
-
-
-def _basic_credentials(request: Request) -> tuple[str | None, str | None]:
-    """(client id, secret) of an HTTP Basic header, each url-decoded as RFC 6749 2.3.1 asks."""
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None, None
-    try:
-        user, sep, password = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
-    except (ValueError, UnicodeDecodeError):
-        return None, None
-    return (unquote_plus(user), unquote_plus(password)) if sep else (None, None)
-
-
-def _code_form(prefill: str) -> str:
-    return (
-        '<form method="post"><label>Code <input name="user_code" autocomplete="off" '
-        f'value="{html.escape(prefill)}"></label> <button type="submit">Next</button></form>'
-    )
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}<p><small>d365kit sandbox tenant</small></p></body></html>"
-    )
+        return HTMLResponse(html_page("Signed in", f"<p>{message}</p>"))

@@ -27,6 +27,8 @@ Dialect rules and the choices made where the reference is silent (UNVERIFIED = a
   comparison operators, as in ODataLib: write ``not (a eq 1)``. A date literal compared with a
   DateTimeOffset property means midnight UTC. A datetime literal without offset is read as UTC.
   Datetime literals are normalized to the storage form ``YYYY-MM-DDTHH:MM:SS.fffZ`` (UTC, milliseconds).
+  Types are checked as ODataLib does: a GUID is written bare (a quoted GUID is an Edm.String -> 400).
+  Property-to-property comparisons (``firstname eq lastname``) are allowed in both dialects.
 - Not implemented (501): nav paths (``a/b``), lambdas, arithmetic (add sub mul div mod), ``has``,
   ``Microsoft.Dynamics.CRM.*`` functions, other OData functions (substring, length, year, ...), ``$it``
   and ``$root``, ordering by expressions, nested ``$expand`` paths and ``*``.

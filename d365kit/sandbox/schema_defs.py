@@ -9,6 +9,8 @@ Conventions
   (``""``, ``0``, ``false``, blank GUID, ``0001-01-01``, ``0001-01-01T00:00:00.000Z``, first enum value).
 - BC enum values are the wire spelling: AL value names XML-encoded (space ``_x0020_``, hyphen ``_x002D_``);
   the blank option is a single space ``" "`` (api-contracts A.2).
+- ``required``: customers.displayName (reference) and the Code primary keys of setup/master tables
+  (Choice: a blank Code key is refused). Numbered records (number) are left to the number series.
 - BC max lengths come from the base-app field lengths (Code[20], Text[100] ...). Choice: the reference
   lists none, these are the standard BC table definitions.
 - Dataverse: only SystemRequired columns are ``required`` (ApplicationRequired is a form-level rule the
@@ -148,7 +150,7 @@ register(
             bc_id(),
             bp("number", max_length=20),
             be("type", "contactType", CONTACT_TYPE),
-            bp("displayName", required=True, max_length=100),
+            bp("displayName", max_length=100),
             bp("jobTitle", max_length=30),
             bp("companyNumber", max_length=20),
             bp("companyName", max_length=100),
@@ -433,7 +435,7 @@ register(
         modified_prop="lastModifiedDateTime",
         props=(
             bc_id(),
-            bp("number", required=True, max_length=20),
+            bp("number", max_length=20),
             bp("displayName", max_length=100),
             be("type", "resourceType", enum_values("Person", "Machine")),
             bp("baseUnitOfMeasureCode", max_length=10),

@@ -147,7 +147,9 @@ class Sandbox:
         if self.seed and not (self.data_dir / MANIFEST_FILE).exists():
             seed_store(store, self.data_dir, scale=self.scale)
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on sockets whose proto says TCP; without it
+        # every keep-alive request waits ~40 ms (Nagle + delayed ACK).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((HOST, self.port))
         self._sock = sock
@@ -175,6 +177,7 @@ class Sandbox:
             ssl_keyfile=str(key_file),
             ssl_version=ssl.PROTOCOL_TLS_SERVER,
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=1,
             lifespan="off",
         )
         return uvicorn.Server(config)
