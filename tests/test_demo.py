@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import requests
 
@@ -11,7 +13,7 @@ from d365kit.odata.session import PinnedSession
 
 def test_round_trip_survives_a_foreign_requests_ca_bundle(sandbox, monkeypatch, tmp_path, capsys):
     foreign = tmp_path / "elsewhere.pem"
-    foreign.write_text(requests.certs.where() and open(requests.certs.where()).read())
+    foreign.write_bytes(Path(requests.certs.where()).read_bytes())
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(foreign))
     monkeypatch.setenv("CURL_CA_BUNDLE", str(foreign))
 

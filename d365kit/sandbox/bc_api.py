@@ -49,6 +49,7 @@ OFFSET_TOKEN = "offset-"  # opaque $skiptoken prefix for ordered / $top paging (
 EXTRA_PARAMS = frozenset({"company", "aid", "tenant"})  # BC-STRUCT ?company=; nextLinks carry aid=FIN
 _SEGMENT = re.compile(r"^(?P<name>[^()]+)(?:\((?P<key>[^()]*)\))?$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_ROOT = re.compile(r"/v2\.0/([^/]+)/([^/]+)/api/$")
 _ENTITY_ONLY_OPTIONS = ("$filter", "$orderby", "$top", "$skip", "$count", "$skiptoken")
 
 
@@ -164,8 +165,10 @@ class BCService:
 
         UNVERIFIED: the code real BC uses for an unknown tenant/environment; we answer 404 BadRequest_NotFound.
         """
-        parts = req.root.rstrip("/").split("/")
-        tenant, environment = parts[-3], parts[-2]
+        m = _ROOT.search(req.root)
+        if m is None:
+            raise self._unknown(req)
+        tenant, environment = m.group(1), m.group(2)
         if tenant.lower() != self.ctx.tenant_id:
             raise BCError(404, "BadRequest_NotFound", f"The tenant '{tenant}' was not found.")
         if environment.lower() != self.ctx.environment.lower():

@@ -72,8 +72,7 @@ from d365kit.sandbox.store import Store, lookup_type_column
 
 SEED_VERSION = 1
 RANDOM_SEED = 20261120
-NOW_TEXT = "2026-11-20T12:00:00.000Z"
-NOW = 1_795_176_000_000  # NOW_TEXT in epoch milliseconds
+NOW = 1_795_176_000_000  # the seed's clock: 2026-11-20T12:00:00.000Z in epoch milliseconds
 HISTORY_DAYS = 30
 MINUTE = 60_000
 DAY = 1_440 * MINUTE
@@ -113,12 +112,7 @@ def day(ms: int, shift_days: int = 0) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(ms // 1000 + shift_days * 86_400))
 
 
-def parse_ts(text: str) -> int:
-    """Inverse of ``ts`` (used by the tests and the job log)."""
-    base = time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")
-    return (int(time.mktime(base)) - time.timezone) * 1000 + int(text[20:23])
-
-
+NOW_TEXT = ts(NOW)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SUFFIXES = (" Intl.", " West", " Group")
 

@@ -275,7 +275,7 @@ class Salespeople(Kit):
         if i < len(N.SALESPEOPLE):
             code, name, title = N.SALESPEOPLE[i]
         else:
-            first, _, last = N.person_name(i * 7 + 3)
+            first, last = N.person_name(i * 7 + 3)
             code, name, title = f"SP NO. {i:05d}", f"{first} {last}", "Sales Representative"
         first, last = name.split(" ", 1)
         self.codes[gid("salesperson", code)] = code
@@ -623,7 +623,7 @@ class Contacts(Kit):
     def make(self, i: int) -> dict[str, Any]:
         cust = self.rng.choice(self.s.pools["customers"])
         c = cust.bc
-        first, _, last = N.person_name(i)
+        first, last = N.person_name(i)
         number = self.number()
         name = f"{first} {last}"
         return {
@@ -812,7 +812,7 @@ class Resources(Items):
         if i < len(N.RESOURCES):
             number, name, kind, price, cost = N.RESOURCES[i]
         else:
-            first, _, last = N.person_name(i * 11 + 5)
+            first, last = N.person_name(i * 11 + 5)
             number, name, kind = f"RES{i:05d}", f"{first} {last}", "Person"
             cost = float(self.rng.randint(50, 90))
             price = round(cost * 1.45, 1)

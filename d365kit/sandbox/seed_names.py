@@ -239,7 +239,6 @@ FIRST_NAMES = (
     "Erin",
     "Felix",
 )
-MIDDLE_NAMES = ("", "", "", "J.", "M.", "A.", "R.", "L.")
 LAST_NAMES = (
     "Anderson",
     "Becker",
@@ -392,13 +391,12 @@ def company_name(i: int) -> str:
     return f"{stem} {kind} {form}" + (f" {lap + 1}" if lap else "")
 
 
-def person_name(i: int) -> tuple[str, str, str]:
-    """(first, middle, last) of the i-th person; combined with a numeric suffix when the pools wrap."""
+def person_name(i: int) -> tuple[str, str]:
+    """(first, last) of the i-th person; the last name gets a numeric suffix when the pools wrap."""
     first = FIRST_NAMES[i % len(FIRST_NAMES)]
     last = LAST_NAMES[(i // len(FIRST_NAMES)) % len(LAST_NAMES)]
-    middle = MIDDLE_NAMES[(i * 7) % len(MIDDLE_NAMES)]
     lap = i // (len(FIRST_NAMES) * len(LAST_NAMES))
-    return first, middle, last + (f"-{lap + 1}" if lap else "")
+    return first, last + (f"-{lap + 1}" if lap else "")
 
 
 def item_description(i: int) -> str:
