@@ -79,6 +79,22 @@ def round_trip(facts: dict[str, Any]) -> dict[str, Any]:
         f"Dataverse account created, updated with If-Match (telephone1 = {phone}), a stale ETag refused "
         f"with 412 ({stale.json()['error']['message']!r}), then deleted.",
     )
+    customers_url = f"{facts['bc_url']}/companies({company['id']})/customers"
+    created = _check(http.post(customers_url, json={"displayName": "d365kit demo"}, headers=bc), 201, "BC create").json()
+    row_url = f"{customers_url}({created['id']})"
+    updated = _check(
+        http.patch(row_url, json={"phoneNumber": "+1 425 555 0100"}, headers={**bc, "If-Match": created["@odata.etag"]}),
+        200,
+        "BC update",
+    ).json()
+    conflict = http.patch(row_url, json={"phoneNumber": "+1 425 555 0199"}, headers={**bc, "If-Match": created["@odata.etag"]})
+    _check(conflict, 409, "BC stale update")
+    _check(http.delete(row_url, headers={**bc, "If-Match": updated["@odata.etag"]}), 204, "BC delete")
+    _say(
+        "write",
+        f"BC customer {created['number']} created, updated with If-Match, a stale ETag refused with 409 "
+        f"{conflict.json()['error']['code']}, then deleted.",
+    )
     return {"company": company["name"], "customers": customers, "pages": pages, "accounts": accounts}
 
 

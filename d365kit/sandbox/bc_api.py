@@ -199,6 +199,8 @@ class BCService:
 
         def entity_set(name: str) -> EntitySet:
             es = _companies() if name == "companies" else registry.get(name)
+            if es is None and name in schema.UNSERVED.get(service, ()):
+                raise not_implemented(f"The entity set '{name}'")
             if es is None:
                 raise self._unknown(req)
             return es

@@ -61,7 +61,7 @@ from d365kit.sandbox.dataverse_wire import (
 )
 from d365kit.sandbox.http import Headers, Req, Resp
 from d365kit.sandbox.odata import ExpandItem, Query, QueryError, compile_filter, parse_query
-from d365kit.sandbox.schema import DATAVERSE, EntitySet, Lookup, Nav
+from d365kit.sandbox.schema import DATAVERSE, UNSERVED, EntitySet, Lookup, Nav
 from d365kit.sandbox.store import VERSION, DuplicateKey, NotFound, VersionMismatch, lookup_type_column, q
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,8 @@ class DataverseService:
         if es is None:
             if _is_operation(head):
                 raise not_implemented(f"The function or action '{name}'")
+            if name in UNSERVED["dataverse"]:
+                raise not_implemented(f"The entity set '{name}'")
             raise segment_not_found(head)
         rest = segs[1:]
         if key_text is None:

@@ -133,6 +133,84 @@ COMPANION: dict[str, EntitySet] = {}
 REGISTRIES: dict[Service, dict[str, EntitySet]] = {"bc": BC, "dataverse": DATAVERSE, "companion": COMPANION}
 
 
+# Entity sets the real services have but the sandbox does not serve: they answer 501 naming themselves,
+# so a client can tell "not emulated" from "does not exist" (404).
+UNSERVED: dict[Service, frozenset[str]] = {
+    "bc": frozenset(
+        {
+            "subscriptions",
+            "vendors",
+            "employees",
+            "salesOrders",
+            "salesOrderLines",
+            "salesQuotes",
+            "salesQuoteLines",
+            "salesCreditMemos",
+            "salesCreditMemoLines",
+            "salesShipments",
+            "purchaseInvoices",
+            "purchaseInvoiceLines",
+            "customerFinancialDetails",
+            "customerSales",
+            "agedAccountsReceivables",
+            "contactsInformation",
+            "customerContacts",
+            "itemCategories",
+            "itemVariants",
+            "currencyExchangeRates",
+            "paymentMethods",
+            "countriesRegions",
+            "dimensions",
+            "dimensionValues",
+            "accounts",
+            "generalLedgerEntries",
+            "journals",
+            "locations",
+            "taxAreas",
+            "taxGroups",
+            "defaultDimensions",
+            "attachments",
+            "documentAttachments",
+            "pdfDocument",
+            "picture",
+            "projects",
+            "bankAccounts",
+            "entityDefinitions",
+        }
+    ),
+    "dataverse": frozenset(
+        {
+            "teams",
+            "businessunits",
+            "organizations",
+            "salesorders",
+            "salesorderdetails",
+            "quotes",
+            "quotedetails",
+            "leads",
+            "competitors",
+            "activitypointers",
+            "tasks",
+            "emails",
+            "phonecalls",
+            "appointments",
+            "annotations",
+            "roles",
+            "systemuserroles",
+            "discounttypes",
+            "territories",
+            "incidents",
+            "nav_connections",
+            "nav_defaultconnections",
+            "cdm_companies",
+            "RelationshipDefinitions",
+            "GlobalOptionSetDefinitions",
+        }
+    ),
+    "companion": frozenset(),
+}
+
+
 def register(es: EntitySet) -> EntitySet:
     REGISTRIES[es.service][es.name] = es
     return es
