@@ -56,3 +56,42 @@ def test_console_script_runs(tmp_path):
         [sys.executable, "-m", "d365kit.cli", "sandbox", "--help"], capture_output=True, text=True, env=env
     )
     assert out.returncode == 0 and "start" in out.stdout and "env" in out.stdout
+
+
+def test_start_in_the_foreground_then_attach_from_another_process(tmp_path):
+    """`sandbox start` records its address; `sandbox env` in another process attaches; SIGTERM stops it."""
+    import signal
+    import time
+
+    env = {**os.environ, "D365KIT_SANDBOX_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "d365kit.cli", "sandbox", "start", "--limits", "realistic", "--latency-ms", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        facts = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            out = subprocess.run(
+                [sys.executable, "-m", "d365kit.cli", "sandbox", "env", "--json"], capture_output=True, text=True, env=env
+            )
+            if out.returncode == 0:
+                facts = json.loads(out.stdout)
+                break
+            time.sleep(0.3)
+        assert facts is not None, proc.stdout.read() if proc.poll() is not None else "sandbox did not start"
+        assert facts["data_dir"] == str(tmp_path) and facts["host"] == "127.0.0.1"
+        import requests
+
+        from d365kit.odata.session import PinnedSession
+
+        r = PinnedSession(facts["ca_bundle"]).get(f"https://127.0.0.1:{facts['port']}/_sandbox/health", timeout=10)
+        assert r.json() == {"status": "ok"}
+        assert isinstance(r, requests.Response)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert not (tmp_path / "running.json").exists()

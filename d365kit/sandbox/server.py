@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -220,6 +222,8 @@ class Sandbox:
                 self.on_started()
 
         threading.Thread(target=announce, daemon=True).start()
+        # uvicorn re-raises SIGTERM after its graceful shutdown; exit through `finally` so running.json goes.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:
             server.run(sockets=[self._sock])
         finally:
