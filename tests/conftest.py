@@ -20,3 +20,21 @@ def knobs(sandbox):
     saved = sandbox.knobs.as_dict()
     yield sandbox.knobs
     sandbox.knobs.update(**saved)
+
+
+@pytest.fixture(scope="session")
+def ws(sandbox):
+    """A Workspace on the session sandbox through the built-in ``sandbox`` profile (which attaches to it)."""
+    import os
+
+    import d365kit
+
+    saved = os.environ.get("D365KIT_SANDBOX_DIR")
+    os.environ["D365KIT_SANDBOX_DIR"] = sandbox.info()["data_dir"]
+    try:
+        yield d365kit.connect("sandbox")
+    finally:
+        if saved is None:
+            os.environ.pop("D365KIT_SANDBOX_DIR", None)
+        else:
+            os.environ["D365KIT_SANDBOX_DIR"] = saved
