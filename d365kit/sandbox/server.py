@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -36,6 +37,16 @@ HOST = "127.0.0.1"
 RUNNING_FILE = "running.json"
 DB_FILE = "sandbox.db"
 MANIFEST_FILE = "manifest.json"
+
+
+class _QuietIdleShutdown(logging.Filter):
+    """uvicorn logs an error when idle keep-alive clients outlive the 1 s graceful shutdown; nothing ran."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Cancel 0 running task(s)")
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietIdleShutdown())
 
 
 def default_data_dir() -> Path:
