@@ -1,0 +1,35 @@
+"""`doctor`: every check passes on the sandbox; a broken profile gets failing rows, each with its fix."""
+
+from __future__ import annotations
+
+from d365kit.config import replace
+from d365kit.doctor import BC_SETS, COMPANION_SETS, DATAVERSE_SETS, Doctor, render
+
+
+def test_doctor_passes_on_the_sandbox(ws):
+    findings = Doctor(ws.profile).run()
+    assert all(f.ok for f in findings), render(findings)
+    checks = {f.check for f in findings}
+    assert {f"BC read {n}" for n in BC_SETS + COMPANION_SETS} <= checks
+    assert {f"Dataverse read {n}" for n in DATAVERSE_SETS} <= checks
+    assert "companion API" in checks
+    assert render(findings).endswith(f"{len(findings)} checks passed, 0 failed")
+
+
+def test_doctor_reports_a_wrong_secret_with_its_fix(ws, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCTOR_WRONG", "not-the-secret-at-all")
+    bad = replace(
+        ws.profile, name="broken", secret_env="DOCTOR_WRONG", sandbox_dir=None, token_cache=str(tmp_path / "t.json")
+    )
+    findings = Doctor(bad).run()
+    failed = {f.check: f for f in findings if not f.ok}
+    assert {"BC token", "Dataverse token"} <= set(failed)
+    assert "AADSTS7000215" in failed["BC token"].detail and "secret" in failed["BC token"].fix
+    text = render(findings)
+    assert "not-the-secret-at-all" not in text and "fix:" in text
+
+
+def test_doctor_reports_an_unknown_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("D365KIT_CONFIG", str(tmp_path / "none.toml"))
+    findings = Doctor("nope").run()
+    assert len(findings) == 1 and not findings[0].ok and "unknown profile 'nope'" in findings[0].detail
