@@ -8,8 +8,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from d365kit.sandbox.context import LIMIT_PROFILES
+
+if TYPE_CHECKING:
+    from d365kit.report import RunResult
 
 # Connection facts printed by `d365kit sandbox env`, as environment variable -> fact key.
 ENV_EXPORTS = {
@@ -121,6 +125,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.data_dir) if args.data_dir else None)
 
 
+def _print_run(result: RunResult) -> None:
+    where = result.html or result.executed or result.notebook
+    line = f"{result.notebook.name}: {result.status} in {result.seconds:.1f} s -> {where}"
+    print(line if result.ok else f"{line}\n  {result.error}", file=sys.stdout if result.ok else sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from d365kit.report import default_out_dir, parse_value, run_notebook
+
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    if args.profile:
+        parameters["profile"] = args.profile
+    try:
+        result = run_notebook(args.notebook, Path(args.out) if args.out else default_out_dir(), parameters)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    _print_run(result)
+    return 0 if result.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from d365kit.report import build_report, parse_value
+
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        report = build_report(args.notebooks, args.out, parameters, args.profile)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for result in report.results:
+        _print_run(result)
+    print(report.index)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="d365kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -159,6 +199,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: sandbox + round trip (+ notebooks and reports later)")
     data_dir_arg(demo)
     demo.set_defaults(func=cmd_demo)
+
+    def parameter_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+            help="a notebook parameter (Python literal or text), e.g. -p days 7 -p mappings \"['CUSTOMER']\"",
+        )
+
+    run = sub.add_parser("run", help="execute one notebook headlessly (papermill) and export it as HTML")
+    run.add_argument("notebook", help="the .ipynb to run, e.g. notebooks/04_sync_health.ipynb")
+    parameter_arg(run)
+    run.add_argument("--profile", help="profile name passed to the notebook (default: the notebook's own)")
+    run.add_argument("--out", help="output folder (default: reports/<UTC timestamp>/)")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="run the notebooks and write an HTML report with an index page")
+    report.add_argument("--profile", default="sandbox", help="profile name passed to every notebook (default: sandbox)")
+    report.add_argument("--out", help="output folder (default: reports/<UTC timestamp>/)")
+    report.add_argument("--notebooks", nargs="+", help="notebooks to run, in order (default: notebooks/*.ipynb)")
+    parameter_arg(report)
+    report.set_defaults(func=cmd_report)
     return parser
 
 
