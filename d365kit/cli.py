@@ -119,6 +119,14 @@ def cmd_sandbox_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from d365kit.doctor import Doctor, render
+
+    findings = Doctor(args.profile).run()
+    print(render(findings))
+    return 0 if all(f.ok for f in findings) else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from d365kit.demo import run_demo
 
@@ -219,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--notebooks", nargs="+", help="notebooks to run, in order (default: notebooks/*.ipynb)")
     parameter_arg(report)
     report.set_defaults(func=cmd_report)
+
+    doctor = sub.add_parser("doctor", help="check a profile: tokens, reachability, read permission, companion API")
+    doctor.add_argument("--profile", default="sandbox", help="profile name (default: sandbox)")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -129,6 +129,8 @@ def _exact(
     Here: the unique match where there is one, else the narrowest ambiguous set, flagged ``ambiguous``.
     Returns the candidates and the BC ids that have any.
     """
+    if not rules:
+        return _empty(), set()
     left = [_normalized(bc[r.bc], r.case_sensitive) for r in rules]
     right = [_normalized(dv[r.dv], r.case_sensitive) for r in rules]
     present = np.column_stack([(v != "") for v in left])  # BC row x rule: the value constrains

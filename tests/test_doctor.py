@@ -33,3 +33,11 @@ def test_doctor_reports_an_unknown_profile(tmp_path, monkeypatch):
     monkeypatch.setenv("D365KIT_CONFIG", str(tmp_path / "none.toml"))
     findings = Doctor("nope").run()
     assert len(findings) == 1 and not findings[0].ok and "unknown profile 'nope'" in findings[0].detail
+
+
+def test_doctor_command(ws, capsys):
+    from d365kit.cli import main
+
+    assert main(["doctor", "--profile", "sandbox"]) == 0
+    out = capsys.readouterr().out
+    assert "BC read customers" in out and "checks passed, 0 failed" in out

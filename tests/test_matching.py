@@ -46,23 +46,46 @@ def test_exact_priority_zero_decides_before_priority_one():
     ]
 
 
-def test_exact_falls_through_to_next_priority_and_fields_of_a_priority_are_anded():
+def test_priorities_narrow_cumulatively_like_bc():
+    """BC adds each priority's filters to the previous ones (codeunit 5360): p1 refines an ambiguous p0."""
     bc, dv = frames(
-        [{"id": "b1", "number": "C1", "city": "Oslo", "name": "Adatum"}],
         [
-            {"accountid": "d1", "accountnumber": "C1", "city": "Bergen", "name": "Other"},
-            {"accountid": "d2", "accountnumber": "C7", "city": "Oslo", "name": "Adatum"},
+            {"id": "b1", "city": "Oslo", "name": "Adatum"},  # p0: two rows, p0+p1: one
+            {"id": "b2", "city": "Rome", "name": "Adatum"},  # p0: none, so p0+p1: none either
+            {"id": "b3", "city": "", "name": "Fabrikam"},  # blank p0 value is skipped, p1 alone decides
+            {"id": "b4", "city": "Oslo", "name": "Nowhere"},  # ambiguous at p0, nothing at p0+p1
+        ],
+        [
+            {"accountid": "d1", "city": "Oslo", "name": "Other"},
+            {"accountid": "d2", "city": "Oslo", "name": "Adatum"},
+            {"accountid": "d3", "city": "Bergen", "name": "Adatum"},
+            {"accountid": "d4", "city": "Bergen", "name": "Fabrikam"},
         ],
     )
-    rules = [
-        MatchRule("number", "accountnumber", priority=0),
-        MatchRule("city", "city", priority=0),
-        MatchRule("name", "name", priority=2),
-    ]
+    rules = [MatchRule("city", "city", priority=0), MatchRule("name", "name", priority=1)]
     out = run(bc, dv, rules, fuzzy_rules=[])
-    assert pairs(out) == {("b1", "d2")}
-    assert out["rule"].tolist() == ["exact:2"]
-    assert out["fields"].tolist() == ["name=name"]
+    rows = {(r.bc_id, r.dataverse_id): (r.rule, r.fields, r.ambiguous) for r in out.itertuples()}
+    assert rows == {
+        ("b1", "d2"): ("exact:1", "city=city, name=name", False),
+        ("b3", "d4"): ("exact:1", "name=name", False),
+        ("b4", "d1"): ("exact:0", "city=city", True),  # the narrowest set BC reached: "more than one match"
+        ("b4", "d2"): ("exact:0", "city=city", True),
+    }
+
+
+def test_fields_of_one_priority_must_all_match():
+    bc, dv = frames(
+        [{"id": "b1", "number": "C1", "city": "Oslo"}],
+        [
+            {"accountid": "d1", "accountnumber": "C1", "city": "Bergen"},
+            {"accountid": "d2", "accountnumber": "C7", "city": "Oslo"},
+            {"accountid": "d3", "accountnumber": "C1", "city": "oslo"},
+        ],
+    )
+    rules = [MatchRule("number", "accountnumber"), MatchRule("city", "city")]
+    out = run(bc, dv, rules, fuzzy_rules=[])
+    assert pairs(out) == {("b1", "d3")}
+    assert out["fields"].tolist() == ["number=accountnumber, city=city"]
 
 
 def test_case_sensitivity_is_per_field():
@@ -181,9 +204,8 @@ def test_5k_by_5k_finds_the_planted_pairs():
     rnd = random.Random(7)
     words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(5, 9))) for _ in range(4000)]
     names = [" ".join(rnd.sample(words, 3)).title() for _ in range(n)]
-    bc = pd.DataFrame(
-        {"id": [f"b{i}" for i in range(n)], "number": [f"N{i:05d}" for i in range(n)], "name": names}
-    )
+    numbers = [f"N{i:05d}" if i % 2 == 0 else "" for i in range(n)]  # odd rows: no number in BC
+    bc = pd.DataFrame({"id": [f"b{i}" for i in range(n)], "number": numbers, "name": names})
     dv_names = [
         nm if i % 3 == 0 else nm.upper() if i % 3 == 1 else nm[:-1] + "#" for i, nm in enumerate(names)
     ]
@@ -202,4 +224,5 @@ def test_5k_by_5k_finds_the_planted_pairs():
         assert rule[f"b{i}"] == "exact:0"
     assert rule["b1"] == "exact:1" and rule["b3"] == "exact:1"  # odd, name equal ignoring case
     assert rule["b5"] == "fuzzy"  # odd, i % 3 == 2: one-letter typo
+    assert (best["rule"] == "fuzzy").sum() == sum(1 for i in range(n) if i % 2 and i % 3 == 2)
     assert not out["ambiguous"].any()
