@@ -3,14 +3,17 @@
 Lookups read as ``_<name>_value`` columns and are written with ``bind(nav, entity_set, id)`` which gives
 ``{"<nav>@odata.bind": "/<entity_set>(<id>)"}``. ``CreateMultiple``/``UpdateMultiple``/``UpsertMultiple``
 are chunked automatically. Change tracking: ``changes()`` returns changed rows, deleted ids and the next
-delta link to pass back in.
+delta link to pass back in. ``to_frame(..., parallel=N)`` reads ``createdon`` partitions concurrently
+(``createdon_partitions`` says how the rows are split and why by ``createdon``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -21,12 +24,39 @@ from d365kit.odata.batch import Operation, OperationResult, dataverse_batch
 from d365kit.odata.errors import TransportError
 from d365kit.odata.metadata import ServiceMetadata, parse_csdl
 from d365kit.odata.paging import iter_pages
-from d365kit.odata.query import Query, key_segment
+from d365kit.odata.parallel import merge_threaded
+from d365kit.odata.query import Filter, Q, Query, key_segment
 from d365kit.odata.session import ODataSession
 
 DV_MAX_PAGE = 5_000
 BULK_CHUNK = 500
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
+CREATED = "createdon"  # the partition column of parallel reads
+
+
+def createdon_cuts(sample: Sequence[str | None], parts: int) -> list[datetime]:
+    """Up to ``parts - 1`` strictly increasing cut points: the quantiles of a sample of ``createdon`` values."""
+    stamps = pd.to_datetime(pd.Series(list(sample), dtype="object"), utc=True, format="ISO8601").dropna()
+    if stamps.empty or parts < 2:
+        return []
+    ordered = stamps.sort_values(ignore_index=True)
+    picks = ordered.iloc[[len(ordered) * i // parts for i in range(1, parts)]]
+    return sorted(set(picks.dt.to_pydatetime()))
+
+
+def createdon_ranges(cuts: Sequence[datetime]) -> list[Filter]:
+    """Filters that split every row exactly once at ``cuts``: half-open ``[a, b)`` ranges.
+
+    The first range also takes rows without ``createdon`` (never seen on Dataverse, where the column is
+    system-set, but it keeps the split exact) and the last one has no upper bound, so it holds the newest
+    row and rows created while the read runs. A row whose ``createdon`` equals a cut belongs to the range
+    that starts there, so identical timestamps at a boundary are read once.
+    """
+    if not cuts:
+        return []
+    first = Q.lt(CREATED, cuts[0]) | Q.eq(CREATED, None)
+    middle = [Q.ge(CREATED, lo) & Q.lt(CREATED, hi) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+    return [first, *middle, Q.ge(CREATED, cuts[-1])]
 
 
 def bind(nav: str, entity_set: str, key: str) -> dict[str, str]:
@@ -77,17 +107,99 @@ class DataverseClient:
         return {"Prefer": ",".join(prefs)} if prefs else {}
 
     def pages(
-        self, entity_set: str, query: Query | None = None, *, page_size: int = DV_MAX_PAGE, formatted: bool = False
+        self,
+        entity_set: str,
+        query: Query | None = None,
+        *,
+        page_size: int = DV_MAX_PAGE,
+        formatted: bool = False,
+        parallel: int = 1,
     ) -> Iterator[list[dict[str, Any]]]:
+        """The rows page by page. ``parallel`` > 1 reads createdon partitions at once (pages then arrive
+        in no particular order); see ``createdon_partitions``."""
         query = query or Query()
         if query.select:
             self.metadata().check_properties(entity_set, query.select)
+        if parallel > 1:
+            yield from self._partitioned_pages(entity_set, query, page_size, formatted, parallel)
+        else:
+            yield from self._chain(entity_set, query, page_size, formatted)
+
+    def _chain(
+        self, entity_set: str, query: Query, page_size: int, formatted: bool
+    ) -> Iterator[list[dict[str, Any]]]:
+        """One nextLink chain: the pages of one query, in the service's order."""
         url = self.entity_url(entity_set)
         qs = query.query_string()
         for page in iter_pages(
             self.session, f"{url}?{qs}" if qs else url, page_size=page_size, headers=self._prefer(formatted)
         ):
             yield page["value"]
+
+    def createdon_partitions(
+        self, entity_set: str, query: Query, parts: int, *, sample_size: int = DV_MAX_PAGE
+    ) -> list[Filter]:
+        """Up to ``parts`` filters on ``createdon`` that split the rows of ``query`` exactly; [] = do not split.
+
+        Why ``createdon``: the service sets it once and it never changes, so no row can move from one
+        partition to another while the read runs (``modifiedon`` and ``versionnumber`` change on every
+        update). Why not ranges of the primary key: Dataverse compares uniqueidentifiers the SQL Server way
+        (the last group of 12 hex digits weighs most, then the fourth, third, second and first group), not
+        in text order, so cut points computed from GUID text would split the key space in the wrong places.
+
+        Where the cuts go: at the quantiles of a sample, the first page (``sample_size`` rows) of the
+        ``createdon`` values of the same query: one request for one narrow column. Equal-width ranges
+        between the oldest and the newest row (two ``$top=1`` ordered queries) were tried and dropped:
+        creation times are lumpy. In the read benchmark 62 seeded accounts span 400 days and 99,938
+        bulk-created ones a few seconds, so equal widths put nearly every row into one partition. The
+        sample is unbiased when the service's key order is unrelated to creation time, as with the
+        sandbox's random GUIDs. UNVERIFIED for a real org: if its keys are sequential (creation ordered),
+        the sample is the oldest rows and the last partition gets most of the rest; the split stays
+        exact, only less even. When the sample is the whole result (no nextLink) there is nothing to split.
+        """
+        et = self.metadata().entity(entity_set)
+        if CREATED not in et.properties:
+            raise ValueError(
+                f"{entity_set} has no {CREATED} column to partition a parallel read by; use parallel=1"
+            )
+        sample_query = Query(select=(CREATED,), filter=query.filter, extra=query.extra)
+        url = f"{self.entity_url(entity_set)}?{sample_query.query_string()}"
+        first = next(iter_pages(self.session, url, page_size=sample_size))
+        if not first.get("@odata.nextLink"):
+            return []
+        return createdon_ranges(createdon_cuts([row.get(CREATED) for row in first["value"]], parts))
+
+    def _partitioned_pages(
+        self, entity_set: str, query: Query, page_size: int, formatted: bool, parallel: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Each createdon partition on its own nextLink chain, at most the session's concurrency cap at once.
+
+        The partitions must not overlap: a key seen twice raises ``TransportError`` (it would mean the
+        service filtered a range differently from what was asked, and the frame would hold duplicates).
+        """
+        if query.orderby or query.top is not None:
+            raise ValueError(
+                "a parallel read splits the rows by createdon, so it cannot keep $orderby or $top; use parallel=1"
+            )
+        ranges = self.createdon_partitions(entity_set, query, parallel, sample_size=page_size)
+        if len(ranges) < 2:
+            yield from self._chain(entity_set, query, page_size, formatted)
+            return
+        key = self.metadata().entity(entity_set).key
+        chains = [partial(self._chain, entity_set, query.where(r), page_size, formatted) for r in ranges]
+        seen: set[str] = set()
+        for page in merge_threaded(chains, min(len(chains), self.session.max_concurrency)):
+            try:
+                keys = {row[key] for row in page}
+            except KeyError:
+                raise TransportError(f"Dataverse: {entity_set} rows came without their key {key!r}") from None
+            if len(keys) != len(page) or not seen.isdisjoint(keys):
+                raise TransportError(
+                    f"Dataverse: the createdon partitions of {entity_set} overlapped (a row came twice); "
+                    "read it with parallel=1."
+                )
+            seen |= keys
+            yield page
 
     def list(self, entity_set: str, query: Query | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         for rows in self.pages(entity_set, query, **kwargs):
@@ -109,11 +221,19 @@ class DataverseClient:
         page_size: int = DV_MAX_PAGE,
         formatted: bool = False,
         progress: bool = False,
+        parallel: int = 1,
     ) -> pd.DataFrame:
-        """All rows (paged) as a typed frame; FormattedValue columns (``<col>@formatted``) on request."""
+        """All rows (paged) as a typed frame; FormattedValue columns (``<col>@formatted``) on request.
+
+        ``parallel=N`` reads up to N createdon partitions at once (``pages``); rows then come in arrival
+        order rather than the service's key order. It pays off when the service's latency, not its
+        throughput, bounds the read.
+        """
         rows: list[dict[str, Any]] = []
         with tqdm(desc=f"Dataverse {entity_set}", unit=" rows", disable=not progress) as bar:
-            for page in self.pages(entity_set, query, page_size=page_size, formatted=formatted):
+            for page in self.pages(
+                entity_set, query, page_size=page_size, formatted=formatted, parallel=parallel
+            ):
                 rows.extend(page)
                 bar.update(len(page))
         et = self.metadata().entity(entity_set)

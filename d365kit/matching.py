@@ -2,26 +2,30 @@
 
 Why: an uncoupled record is either new on one side or a coupling that was never made (or was lost). BC's own
 "Match-Based Coupling" (integration-model.md 3.10, 3.3) couples on the fields flagged "Use For Match-Based
-Coupling": fields of one Match Priority must all be equal (per-field case sensitivity), priorities are tried
-in ascending order (0/blank first) and the first priority that finds anything decides; more than one match
-is BC's "more than one match" error. This module reproduces that as *suggestions*, then scores the records
-no rule matched with rapidfuzz so a typo or an abbreviation still yields a candidate. Nothing here couples.
+Coupling". Its code (codeunit 5360 "CDS Int. Table Couple", ``CoupleRecords``) walks the Match Priorities
+in ascending order (0/blank first) and *adds* each group's filters to those already set; a text field whose
+BC value is blank sets no filter; case-insensitive fields filter with ``@``. The first priority that leaves
+exactly one row couples it; none or more than one ("more than one match") leaves the record uncoupled.
+This module reproduces that as *suggestions* (the unique match, else the narrowest ambiguous set), then
+scores the records no rule matched with rapidfuzz so a typo or an abbreviation still yields a candidate.
+Nothing here couples.
 
-Choices (the reference is silent; UNVERIFIED against BC's code):
-- Values are compared as trimmed text; a blank value never matches (BC would filter on the empty value,
-  which only produces noise for an analyst).
+Choices (UNVERIFIED where BC has no counterpart):
+- Values are compared as trimmed text (BC does not trim; whitespace is noise for an analyst). Missing and
+  empty values are blank: blank on the BC side constrains nothing, blank on the Dataverse side matches
+  nothing.
 - Fuzzy scoring (rapidfuzz ``WRatio`` by default) ignores case and punctuation (``default_process``) whatever
   the rule says, uses every field of ``fuzzy_rules`` (default: all rules; prefer text-like fields, since
-  codes fuzz into false neighbours such as N0001/N0002) and averages the per-field scores over the fields non-blank on both
-  sides. A candidate needs ``score >= threshold``.
+  codes fuzz into false neighbours such as N0001/N0002) and averages the per-field scores over the fields
+  non-blank on both sides. A candidate needs ``score >= threshold``.
 - Blocking: a pair is scored only if, on some field, its two values share the first character and that
   field alone reaches the threshold (a mean at or above the threshold implies such a field). A pair whose
   strong fields all differ in their first character is missed. BC rows go in chunks of at most
-  ``CHUNK_CELLS`` cells against the Dataverse rows, so memory stays bounded; 10k x 10k names take ~3 s on
+  ``CHUNK_CELLS`` pairs against the Dataverse rows, so memory stays bounded; 10k x 10k names take ~3 s on
   two cores.
-- ``ambiguous`` describes the BC record: its best score is shared by more than one Dataverse row (for exact
-  rules: BC's "more than one match"). All rows tied at the best score are reported, even beyond ``limit``;
-  exact matches are never cut by ``limit``.
+- ``ambiguous`` describes the BC record: for exact rules BC's "more than one match", for fuzzy scoring a
+  best score shared by more than one Dataverse row. All rows tied at the best score are reported, even
+  beyond ``limit``; exact matches are never cut by ``limit``.
 """
 
 from __future__ import annotations
@@ -163,7 +167,7 @@ def _exact(
             "bc_id": bc_ids[r],
             "dataverse_id": dv_ids[c],
             "score": 100.0,
-            "rule": "exact:" + found["priority"].astype(str),
+            "rule": ("exact:" + found["priority"].astype(str)).to_numpy(dtype=object),
             "fields": found["fields"].to_numpy(dtype=object),
             "ambiguous": open_rows[r],  # a row without a unique match only has its narrowest ambiguous set
         }

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from d365kit.auth import TokenProvider
 from d365kit.bc import BCClient
 from d365kit.config import Profile, get_profile
 from d365kit.dataverse import DataverseClient
 from d365kit.odata.session import ODataSession, PinnedSession
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from d365kit.mapping import TableMapping
+    from d365kit.reconcile import ReconcileResult
 
 # The services' own concurrency caps (api-contracts.md, Part D): the default per-service limit.
 BC_CONCURRENCY = 5
@@ -26,6 +34,18 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace(profile={self.profile.name!r}, bc={self.bc!r}, dataverse={self.dataverse!r})"
+
+    def reconcile(
+        self,
+        mapping: str | TableMapping,
+        since: datetime | None = None,
+        records: Iterable[str] | None = None,
+        **options: Any,
+    ) -> ReconcileResult:
+        """Compare one mapping across BC and Dataverse (see ``d365kit.reconcile.reconcile``)."""
+        from d365kit.reconcile import reconcile  # imported on use: it brings pandas-heavy matching along
+
+        return reconcile(self, mapping, since, records, **options)
 
 
 def connect(

@@ -130,7 +130,8 @@ def _parse_mapping(d: dict[str, Any]) -> tuple[TableMapping | None, list[Issue]]
         return None, issues
     kw = {k: v for k, v in d.items() if k not in ("field", "extends", "remove")}
     kw["dependencies"] = tuple(kw.get("dependencies", ()))
-    kw["bc_modified"] = kw.get("bc_modified") or None
+    if "bc_modified" in kw:
+        kw["bc_modified"] = kw["bc_modified"] or None  # "" in TOML: the entity has no modification time
     return TableMapping(fields=tuple(fields), **kw), []
 
 
@@ -241,6 +242,7 @@ def _live_field(row: pd.Series, default: TableMapping, bc_props: Iterable[str]) 
         match_priority=int(row.get("matchPriority") or 0) if match else None,
         case_sensitive=bool(row.get("caseSensitiveMatching")),
         companion_only=bc is None and constant is None and dv is not None,
+        not_null=bool(row.get("notNull")),
         compare=known.compare if known else None,
         tolerance=known.tolerance if known else None,
     )

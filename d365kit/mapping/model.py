@@ -46,6 +46,7 @@ class FieldMapping:
     match_priority: int | None = None
     case_sensitive: bool = False
     companion_only: bool = False
+    not_null: bool = False  # BC's "Not Null": a blank BC value is not transferred, so it is no difference
     compare: str | None = None
     tolerance: float | None = None
 

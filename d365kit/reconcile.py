@@ -1,0 +1,687 @@
+"""Reconcile one mapping: where BC and Dataverse disagree, record by record, field by field, and why.
+
+``reconcile(ws, mapping)`` reads both sides in scope (the mapping's filters, ``$select`` of the mapped
+fields, keys and modification times only), aligns the rows through the coupling ledger, transforms BC
+values into Dataverse terms (``d365kit.mapping.transforms``), compares column-wise and puts every
+coupling and every uncoupled in-scope row in exactly one category, taken in this order:
+
+1. ``coupled_missing_bc`` / ``coupled_missing_dataverse``: the coupled BC (else Dataverse) row does not exist;
+2. ``duplicate_coupling``: couplings sharing a BC id (one row, ``dataverse_id`` empty), then couplings
+   sharing a Dataverse id (``bc_id`` empty), ``coupling_ids`` listing them;
+3. ``out_of_scope``: a coupled row outside its side's filter (another company's ``bcbi_companyid``,
+   inactive, blocked, ...);
+4. ``skipped``: the coupling is marked Skipped; 5. ``failed``: its last result (either direction) is Failure;
+6. ``conflict``: bidirectional mapping, both sides modified since the coupling's last synchronization,
+   and a bidirectional field differs;
+7. ``pending``: a side was modified and a mapped field differs (``changed_side``; "both" when both
+   sides changed but no bidirectional field differs);
+8. ``drift``: neither side modified, yet a mapped field differs; 9. ``in_sync``: everything else coupled.
+
+Uncoupled: ``uncoupled_bc`` / ``uncoupled_dataverse`` are in-scope rows no coupling of the mapping's BC
+table refers to; each carries its best match candidate (``d365kit.matching``). A side is *modified* when
+its modification time is later than the coupling's timestamp for that side (BC ``lastModifiedDateTime``
+vs Last Synch. Modified On, Dataverse ``modifiedon`` vs Last Synch. CRM Modified On); a BC entity
+without a modification time (invoice lines) is never modified.
+
+Incremental: ``since`` reads only rows modified after it on either side (plus their coupled partners);
+``records`` only the given BC ids, Dataverse ids or coupling ids. Both see a deleted row only through a
+change on its partner: BC API v2.0 has no delta links, so a full run is the way to find deletions.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from d365kit import couplings as ledgers
+from d365kit.frames import convert, rows_to_frame
+from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
+from d365kit.mapping.transforms import LookupTransform, OptionTransform, Transform, equal, kind_of, normalize
+from d365kit.odata.errors import NotFoundError
+from d365kit.odata.paging import iter_pages
+from d365kit.odata.query import Filter, Guid, Q, Query
+
+try:  # written alongside this module; reconcile works (without candidates) until it exists
+    from d365kit import matching
+except ImportError:  # pragma: no cover - depends on the other module being present
+    matching = None  # type: ignore[assignment]
+
+CATEGORIES = (
+    "in_sync",
+    "drift",
+    "conflict",
+    "pending",
+    "coupled_missing_bc",
+    "coupled_missing_dataverse",
+    "duplicate_coupling",
+    "uncoupled_bc",
+    "uncoupled_dataverse",
+    "out_of_scope",
+    "skipped",
+    "failed",
+)
+COMPARED = ("conflict", "pending", "drift", "skipped", "failed")  # categories whose differing fields are listed
+ID_CHUNK = 40  # ids per "key eq a or key eq b ..." filter: ~2 KB of URL
+DV_PAGE = 5_000
+LOOKUP_TYPE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+TEXT_KINDS = ("text", "email", "phone", "url")
+RECORD_COLUMNS = (
+    "category",
+    "coupling_id",
+    "coupling_ids",
+    "bc_id",
+    "dataverse_id",
+    "bc_key",
+    "changed_side",
+    "fields",
+    "bc_fields",
+    "reason",
+    "last_synch_result",
+    "last_synch_crm_result",
+    "bc_modified_on",
+    "dataverse_modified_on",
+    "last_synch_modified_on",
+    "last_synch_crm_modified_on",
+    "match_id",
+    "match_score",
+    "match_rule",
+)
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Side:
+    """One side of a mapping: its key, the columns read and its scope filter; reads typed frames by page."""
+
+    label: str
+    key: str
+    select: tuple[str, ...]
+    scope: Filter | None
+    pages: Callable[[Query], Iterator[pd.DataFrame]]
+    empty: Callable[[], pd.DataFrame]
+    progress: bool
+
+    def _indexed(self, frame: pd.DataFrame, scoped: bool) -> pd.DataFrame:
+        out = frame.drop_duplicates(self.key).set_index(self.key, drop=False)
+        out.index = out.index.astype("string")
+        out["in_scope"] = np.full(len(out), scoped, dtype=bool)
+        return out
+
+    def blank(self) -> pd.DataFrame:
+        return self._indexed(self.empty(), True)
+
+    def _collect(self, query: Query, scoped: bool, desc: str) -> pd.DataFrame:
+        parts = []
+        with tqdm(desc=f"{self.label} {desc}", unit=" rows", disable=not self.progress, delay=2) as bar:
+            for frame in self.pages(query):
+                parts.append(frame)
+                bar.update(len(frame))
+        return self._indexed(pd.concat(parts, ignore_index=True) if parts else self.empty(), scoped)
+
+    def read(self, extra: Filter | None = None) -> pd.DataFrame:
+        """The rows in scope (and matching ``extra``)."""
+        f = self.scope
+        if extra is not None:
+            f = extra if f is None else f & extra
+        return self._collect(Query(select=self.select, filter=f), True, "in scope")
+
+    def read_ids(self, ids: Iterable[str], *, scoped: bool) -> pd.DataFrame:
+        """Rows by id, in scope (``scoped``) or regardless of the filters."""
+        ids = sorted({str(i).lower() for i in ids if isinstance(i, str) and len(i) == 36})
+        parts = [self.blank()]
+        for i in range(0, len(ids), ID_CHUNK):
+            f = Q.any_of(self.key, [Guid(x) for x in ids[i : i + ID_CHUNK]])
+            if scoped and self.scope is not None:
+                f = self.scope & f
+            parts.append(self._collect(Query(select=self.select, filter=f), scoped, "by id"))
+        return _concat(*parts)
+
+
+def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
+    out = pd.concat([f for f in frames if len(f)] or [frames[0]])
+    return out[~out.index.duplicated()]
+
+
+def _bc_side(ws: Any, m: TableMapping, progress: bool) -> _Side:
+    props = ws.bc.metadata(m.api_path).entity(m.bc_entity).properties
+    select = tuple(dict.fromkeys(["id", *(p for p in (m.bc_key, m.bc_modified) if p), *(f.bc for f in m.compared)]))
+
+    def pages(query: Query) -> Iterator[pd.DataFrame]:
+        for rows in ws.bc.pages(m.bc_entity, query, api=m.api_path):
+            yield rows_to_frame(rows, props, list(select))
+
+    return _Side("BC " + m.bc_entity, "id", select, Filter(m.bc_filter) if m.bc_filter else None, pages,
+                 lambda: rows_to_frame([], props, list(select)), progress)
+
+
+def _type_column(attribute: str) -> str:
+    return f"{attribute}type"  # Dataverse's own name for a polymorphic lookup's target (parentcustomeridtype)
+
+
+def _dv_side(ws: Any, m: TableMapping, company: str | None, progress: bool) -> _Side:
+    et = ws.dataverse.metadata().entity(m.dv_entity)
+    lookups = {dv_column(et, a): a for a in m.dv_lookup_types}
+    select = tuple(
+        dict.fromkeys([et.key, m.dv_modified, *lookups, *(dv_column(et, f.dv) for f in m.compared)])  # type: ignore[arg-type]
+    )
+    types = {**et.properties, **{_type_column(a): "Edm.String" for a in m.dv_lookup_types}}
+    columns = [*select, *(_type_column(a) for a in m.dv_lookup_types)]
+    headers = {"Prefer": f'odata.include-annotations="{LOOKUP_TYPE[1:]}"'} if lookups else {}
+
+    def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+        raw = pd.DataFrame.from_records(rows)
+        raw = raw.rename(columns={f"{col}{LOOKUP_TYPE}": _type_column(a) for col, a in lookups.items()})
+        raw = raw[[c for c in raw.columns if "@" not in c]]
+        for c in columns:
+            if c not in raw.columns:
+                raw[c] = pd.Series([None] * len(raw), dtype="object")
+        return convert(raw[columns], types)
+
+    def pages(query: Query) -> Iterator[pd.DataFrame]:
+        qs = query.query_string()
+        url = ws.dataverse.entity_url(m.dv_entity) + (f"?{qs}" if qs else "")
+        for page in iter_pages(ws.dataverse.session, url, page_size=DV_PAGE, headers=headers):
+            yield frame(page["value"])
+
+    scope = Filter(m.dv_filter) if m.dv_filter else None
+    if m.dv_company_field:
+        col = f"_{m.dv_company_field}_value"
+        own = Q.eq(col, Guid(company)) | Q.eq(col, None)  # type: ignore[arg-type]
+        scope = own if scope is None else scope & own
+    return _Side("Dataverse " + m.dv_entity, et.key, select, scope, pages, lambda: frame([]), progress)  # type: ignore[arg-type]
+
+
+def own_company(ws: Any) -> str:
+    """The ``bcbi_companyid`` of the workspace's BC company: ``bcbi_externalid`` is the company's id
+    (the BC test library's format; production's exact format is UNVERIFIED), else the same name."""
+    company = ws.bc.company_id
+    rows = ws.dataverse.to_frame(
+        "bcbi_companies", Query(select=("bcbi_companyid", "bcbi_name", "bcbi_externalid"))
+    )
+    external = rows["bcbi_externalid"].astype("string").str.strip("{}").str.lower()
+    hit = rows[external == company.lower()]
+    if hit.empty:
+        names = {c["id"]: c["name"] for c in ws.bc.companies()}
+        hit = rows[rows["bcbi_name"] == names.get(company)]
+    if hit.empty:
+        raise NotFoundError(
+            404, "bcbi_company", f"no Dataverse bcbi_company row for BC company {company}; pass company=<bcbi_companyid>"
+        )
+    return str(hit["bcbi_companyid"].iloc[0])
+
+
+# -- transforms --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Context:
+    """Everything a reconcile run shares: workspace, catalog, ledger, and transforms built once."""
+
+    ws: Any
+    catalog: Catalog
+    ledger: pd.DataFrame
+    cache: dict[str, Transform] = field(default_factory=dict)
+
+    def transform(self, m: TableMapping, f: FieldMapping) -> Transform | None:
+        if not f.transform:
+            return None
+        if f.transform not in self.cache:
+            kind, _, name = f.transform.partition(":")
+            if kind == "lookup":
+                self.cache[f.transform] = self._lookup(name)
+            else:
+                self.cache[f.transform] = self._option(m, f, name)
+        return self.cache[f.transform]
+
+    def _lookup(self, name: str) -> LookupTransform:
+        ref = self.catalog[name]
+        key = ref.bc_key or "id"
+        bc_rows = self.ws.bc.to_frame(ref.bc_entity, Query(select=("id", key)), api=ref.api_path)
+        fallback = None
+        if ref.lookup_fallback:
+            dv_key = self.ws.dataverse.metadata().entity(ref.dv_entity).key
+            dv_rows = self.ws.dataverse.to_frame(ref.dv_entity, Query(select=(dv_key, ref.lookup_fallback)))
+            dv_rows = dv_rows.dropna(subset=[ref.lookup_fallback]).drop_duplicates(ref.lookup_fallback)
+            fallback = pd.Series(dv_rows[dv_key].to_numpy(), index=dv_rows[ref.lookup_fallback].to_numpy())
+        couplings = ledgers.for_table(self.ledger, ref.bc_table_id)
+        return LookupTransform.from_frames(name, bc_rows, key, couplings, fallback)
+
+    def _option(self, m: TableMapping, f: FieldMapping, name: str) -> OptionTransform:
+        option = self.catalog.options[name]
+        props = self.ws.bc.metadata(m.api_path).entity(m.bc_entity).properties
+        ids = None
+        if option.bc_entity and props.get(f.bc) == "Edm.Guid":  # type: ignore[arg-type]
+            rows = self.ws.bc.to_frame(option.bc_entity, Query(select=("id", "code")))
+            ids = pd.Series(rows["code"].to_numpy(), index=rows["id"].astype("string").str.lower().to_numpy())
+        return OptionTransform(name, option.values, ids)
+
+    def kind(self, m: TableMapping, f: FieldMapping) -> str:
+        if f.compare:
+            return f.compare
+        if f.transform:
+            return "guid" if f.transform.startswith("lookup:") else "integer"
+        et = self.ws.dataverse.metadata().entity(m.dv_entity)
+        return kind_of(et.properties.get(dv_column(et, f.dv)))  # type: ignore[arg-type]
+
+
+# -- comparing and categorizing ----------------------------------------------------------------------
+
+
+def _differences(ctx: _Context, m: TableMapping, b: pd.DataFrame, d: pd.DataFrame) -> pd.DataFrame:
+    """Boolean frame (rows of ``b``/``d`` aligned by position x Dataverse attribute): the field differs."""
+    et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+    out = {}
+    for f in m.compared:
+        t, kind = ctx.transform(m, f), ctx.kind(m, f)
+        raw = b[f.bc].reset_index(drop=True)
+        left = normalize(t.to_dataverse(raw) if t else raw, kind, f.case_sensitive)
+        right = normalize(d[dv_column(et, f.dv)].reset_index(drop=True), kind, f.case_sensitive)  # type: ignore[arg-type]
+        differs = ~equal(left, right, kind, f.tolerance)
+        if f.not_null:
+            differs &= normalize(raw, "text").notna()
+        out[f.dv] = differs.to_numpy(dtype=bool)
+    return pd.DataFrame(out, index=range(len(b)), dtype=bool)
+
+
+def _after(stamp: pd.Series, synced: pd.Series) -> np.ndarray:
+    stamp = pd.to_datetime(stamp, utc=True).reset_index(drop=True)
+    synced = pd.to_datetime(synced, utc=True).reset_index(drop=True)
+    return ((stamp > synced) | (synced.isna() & stamp.notna())).fillna(False).to_numpy(dtype=bool)
+
+
+def _field_lists(diff: pd.DataFrame, rows: np.ndarray, names: dict[str, str]) -> tuple[pd.Series, pd.Series]:
+    """Per row (position): the tuple of differing Dataverse attributes and of their BC properties."""
+    empty = pd.Series([()] * len(diff), dtype=object)
+    sub = diff[rows]
+    if sub.empty or not sub.to_numpy().any():
+        return empty, empty.copy()
+    long = sub.stack()
+    long = long[long]
+    dv = long.reset_index().groupby("level_0")["level_1"].agg(tuple)
+    dv_fields = empty.copy()
+    dv_fields.loc[dv.index] = dv.to_numpy()
+    bc_fields = dv_fields.map(lambda t: tuple(names[a] for a in t))
+    return dv_fields, bc_fields
+
+
+def _side_by_side(
+    ctx: _Context, m: TableMapping, pairs: pd.DataFrame, b: pd.DataFrame, d: pd.DataFrame, diff: pd.DataFrame, rows: np.ndarray
+) -> pd.DataFrame:
+    """Long frame of the differing values: BC value and Dataverse value (in BC terms when transformed)."""
+    et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+    parts = []
+    for f in m.compared:
+        hit = np.flatnonzero(diff[f.dv].to_numpy() & rows)
+        if not len(hit):
+            continue
+        t = ctx.transform(m, f)
+        bc_raw = b[f.bc].reset_index(drop=True).iloc[hit]
+        dv_raw = d[dv_column(et, f.dv)].reset_index(drop=True).iloc[hit]  # type: ignore[arg-type]
+        bc_value = t.bc_label(bc_raw) if t else bc_raw
+        dv_value = t.bc_label(t.from_dataverse(dv_raw)).astype(object).where(lambda s: s.notna(), dv_raw.astype(object)) if t else dv_raw
+        parts.append(
+            pd.DataFrame(
+                {
+                    "category": pairs["category"].iloc[hit].to_numpy(),
+                    "coupling_id": pairs["coupling_id"].iloc[hit].to_numpy(),
+                    "bc_id": pairs["bc_id"].iloc[hit].to_numpy(),
+                    "dataverse_id": pairs["dataverse_id"].iloc[hit].to_numpy(),
+                    "bc_key": pairs["bc_key"].iloc[hit].to_numpy(),
+                    "bc_field": f.bc,
+                    "dataverse_field": f.dv,
+                    "bc_value": bc_value.astype(object).to_numpy(),
+                    "dataverse_value": pd.Series(dv_value).astype(object).to_numpy(),
+                }
+            )
+        )
+    columns = ["category", "coupling_id", "bc_id", "dataverse_id", "bc_key", "bc_field", "dataverse_field", "bc_value", "dataverse_value"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def _classify(
+    ctx: _Context, m: TableMapping, relevant: pd.DataFrame, bc: pd.DataFrame, dv: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Categorize the couplings (one row each, duplicates grouped); also the difference frames."""
+    pairs = relevant.reset_index(drop=True)
+    b = bc.reindex(pairs["bc_id"].to_numpy())
+    d = dv.reindex(pairs["dataverse_id"].to_numpy())
+    bc_exists = pairs["bc_id"].isin(bc.index).to_numpy(dtype=bool)
+    dv_exists = pairs["dataverse_id"].isin(dv.index).to_numpy(dtype=bool)
+    both = bc_exists & dv_exists
+    groups = ledgers.duplicates(pairs[both])
+    in_group = pairs["coupling_id"].isin([c for ids in groups["coupling_ids"] for c in ids]).to_numpy(dtype=bool)
+    bc_in = b["in_scope"].fillna(False).to_numpy(dtype=bool)
+    dv_in = d["in_scope"].fillna(False).to_numpy(dtype=bool)
+    skipped = pairs["skipped"].fillna(False).to_numpy(dtype=bool)
+    failed = ((pairs["last_synch_result"] == "Failure") | (pairs["last_synch_crm_result"] == "Failure")).to_numpy(dtype=bool)
+    diff = _differences(ctx, m, b, d)
+    bidi = [f.dv for f in m.compared if f.direction == "bidirectional"]
+    any_diff = diff.any(axis=1).to_numpy(dtype=bool)
+    bidi_diff = diff[bidi].any(axis=1).to_numpy(dtype=bool) if bidi else np.zeros(len(pairs), dtype=bool)
+    bc_mod = _after(b[m.bc_modified], pairs["last_synch_modified_on"]) if m.bc_modified else np.zeros(len(pairs), dtype=bool)
+    dv_mod = _after(d[m.dv_modified], pairs["last_synch_crm_modified_on"])
+    conflict = (m.direction == "bidirectional") & bc_mod & dv_mod & bidi_diff
+    pairs["category"] = np.select(
+        [~bc_exists, ~dv_exists, in_group, ~(bc_in & dv_in), skipped, failed, conflict, (bc_mod | dv_mod) & any_diff, any_diff],
+        ["coupled_missing_bc", "coupled_missing_dataverse", "duplicate_coupling", "out_of_scope", "skipped", "failed", "conflict", "pending", "drift"],
+        default="in_sync",
+    )
+    pairs["changed_side"] = np.select([bc_mod & dv_mod, bc_mod, dv_mod], ["both", "bc", "dataverse"], default=None)
+    # A failed record's unsynchronized change is on the source side of the direction that failed.
+    to_failed = (pairs["last_synch_crm_result"] == "Failure").to_numpy(dtype=bool)
+    from_failed = (pairs["last_synch_result"] == "Failure").to_numpy(dtype=bool)
+    failing = pairs["category"].isin(["skipped", "failed"]).to_numpy(dtype=bool)
+    pairs.loc[failing, "changed_side"] = np.select(
+        [to_failed & from_failed, to_failed, from_failed], ["both", "bc", "dataverse"], default=None
+    )[failing]
+    pairs["reason"] = np.select(
+        [~bc_in & ~dv_in, ~bc_in, ~dv_in], ["both rows outside the filters", "BC row outside the table filter",
+                                             "Dataverse row outside the integration table filter"], default="")
+    pairs.loc[pairs["category"] != "out_of_scope", "reason"] = ""
+    pairs["bc_key"] = b[m.bc_key].to_numpy() if m.bc_key else pd.NA
+    pairs["bc_modified_on"] = b[m.bc_modified].to_numpy() if m.bc_modified else pd.NaT
+    pairs["dataverse_modified_on"] = d[m.dv_modified].to_numpy()
+    compared = pairs["category"].isin(COMPARED).to_numpy(dtype=bool)
+    names = {f.dv: f.bc for f in m.compared}
+    pairs["fields"], pairs["bc_fields"] = _field_lists(diff, compared, names)  # type: ignore[arg-type]
+    pairs["coupling_ids"] = pairs["coupling_id"].map(lambda c: (c,))
+    values = _side_by_side(ctx, m, pairs, b, d, diff, compared)
+    single = pairs[pairs["category"] != "duplicate_coupling"]
+    return pd.concat([single, _groups(pairs, groups)], ignore_index=True), values, diff[compared].assign(
+        category=pairs["category"][compared].to_numpy()
+    )
+
+
+def _groups(pairs: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+    """One ``duplicate_coupling`` row per shared id."""
+    rows = []
+    for g in groups.itertuples(index=False):  # a handful of groups, not one per record
+        first = pairs[pairs["coupling_id"] == g.coupling_ids[0]].iloc[0]
+        rows.append(
+            {
+                "category": "duplicate_coupling",
+                "coupling_id": g.coupling_ids[0],
+                "coupling_ids": tuple(g.coupling_ids),
+                "bc_id": g.id if g.side == "bc" else pd.NA,
+                "dataverse_id": g.id if g.side == "dataverse" else pd.NA,
+                "bc_key": first["bc_key"] if g.side == "bc" else pd.NA,
+                "fields": (),
+                "bc_fields": (),
+                "reason": f"{len(g.coupling_ids)} couplings share this {'BC' if g.side == 'bc' else 'Dataverse'} id",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _uncoupled(
+    m: TableMapping, side: str, rows: pd.DataFrame, key_col: str | None, stamp: str | None
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "category": f"uncoupled_{side}",
+            "bc_id": rows.index.to_numpy() if side == "bc" else pd.NA,
+            "dataverse_id": rows.index.to_numpy() if side == "dataverse" else pd.NA,
+            "bc_key": rows[key_col].to_numpy() if key_col else pd.NA,
+            "coupling_ids": [()] * len(rows),
+            "fields": [()] * len(rows),
+            "bc_fields": [()] * len(rows),
+            "reason": "no coupling refers to this in-scope row",
+            f"{'bc' if side == 'bc' else 'dataverse'}_modified_on": rows[stamp].to_numpy() if stamp else pd.NaT,
+        },
+        index=range(len(rows)),
+    )
+
+
+def _match_frames(
+    ctx: _Context, m: TableMapping, bc: pd.DataFrame, dv: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, list[Any], list[Any]]:
+    """Uncoupled rows as the matcher wants them: comparable values (BC transformed into Dataverse terms).
+
+    Exact rules: BC's match-based coupling fields where the mapping flags any, else every compared field
+    (all mapped fields equal); fuzzy rules: the text-like compared fields."""
+    et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+    left, right = {"bc_id": bc.index.to_numpy()}, {"dataverse_id": dv.index.to_numpy()}
+    flagged = any(f.match_priority is not None for f in m.compared)
+    rules, fuzzy = [], []
+    for f in m.compared:
+        t, kind = ctx.transform(m, f), ctx.kind(m, f)
+        column = f.bc if f.bc not in left else f"{f.bc}:{f.dv}"  # one BC property may feed two attributes
+        left[column] = normalize(t.to_dataverse(bc[f.bc]) if t else bc[f.bc], kind, True).astype("string").to_numpy()
+        right[f.dv] = normalize(dv[dv_column(et, f.dv)], kind, True).astype("string").to_numpy()  # type: ignore[arg-type]
+        rule = matching.MatchRule(column, f.dv, f.match_priority or 0, f.case_sensitive)  # type: ignore[union-attr]
+        if f.match_priority is not None or not flagged:
+            rules.append(rule)
+        if kind in TEXT_KINDS:
+            fuzzy.append(rule)
+    return pd.DataFrame(left), pd.DataFrame(right), rules, fuzzy
+
+
+def _candidates(ctx: _Context, m: TableMapping, bc: pd.DataFrame, dv: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    if matching is None or bc.empty or dv.empty:
+        return pd.DataFrame(columns=["bc_id", "dataverse_id", "score", "rule", "fields", "ambiguous"])
+    left, right, rules, fuzzy = _match_frames(ctx, m, bc, dv)
+    return matching.candidates(left, right, rules, bc_key="bc_id", dv_key="dataverse_id", threshold=threshold, fuzzy_rules=fuzzy)
+
+
+def _attach_matches(records: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
+    """Best candidate of each uncoupled row (first listed = best, for either side)."""
+    if candidates.empty:
+        return records
+    for side, own, other in (("bc", "bc_id", "dataverse_id"), ("dataverse", "dataverse_id", "bc_id")):
+        best = candidates.sort_values("score", ascending=False, kind="stable").drop_duplicates(own).set_index(own)
+        rows = records["category"] == f"uncoupled_{side}"
+        ids = records.loc[rows, own]
+        records.loc[rows, "match_id"] = ids.map(best[other]).to_numpy()
+        records.loc[rows, "match_score"] = ids.map(best["score"]).to_numpy()
+        records.loc[rows, "match_rule"] = ids.map(best["rule"]).to_numpy()
+    return records
+
+
+# -- the result ----------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    return value
+
+
+@dataclass
+class ReconcileResult:
+    """What one reconcile found. ``records``: one row per coupling (duplicates: per shared id) and per
+    uncoupled in-scope row, with its ``category``; ``values``: the differing values side by side;
+    ``candidates``: match candidates of the uncoupled rows; ``diff``: the per-field difference matrix of
+    the compared categories."""
+
+    mapping: TableMapping
+    records: pd.DataFrame
+    values: pd.DataFrame
+    candidates: pd.DataFrame
+    diff: pd.DataFrame
+    scope: str
+    read: dict[str, int]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """Records per category (every category, zeros included), in the contract's order."""
+        counts = self.records["category"].value_counts()
+        return pd.DataFrame({"category": CATEGORIES, "records": [int(counts.get(c, 0)) for c in CATEGORIES]})
+
+    def frame(self, category: str) -> pd.DataFrame:
+        if category not in CATEGORIES:
+            raise KeyError(f"{category!r} is not a category: {', '.join(CATEGORIES)}")
+        return self.records[self.records["category"] == category].reset_index(drop=True)
+
+    @property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {c: self.frame(c) for c in CATEGORIES}
+
+    @property
+    def field_drift(self) -> pd.DataFrame:
+        """Per mapped field: how many records differ on it, by category, most-drifted first."""
+        fields = [f for f in self.mapping.compared]
+        counts = self.diff.groupby("category")[[f.dv for f in fields]].sum().T if len(self.diff) else None
+        out = pd.DataFrame({"bc_field": [f.bc for f in fields], "dataverse_field": [f.dv for f in fields],
+                            "direction": [f.direction for f in fields]})
+        for c in COMPARED:
+            out[c] = counts[c].to_numpy(dtype=int) if counts is not None and c in counts else 0
+        out["total"] = out[list(COMPARED)].sum(axis=1)
+        return out.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
+
+    def _display(self, frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+        shown = frame if limit is None else frame.head(limit)
+        return shown.map(_cell)
+
+    def to_text(self, limit: int = 20) -> str:
+        m = self.mapping
+        lines = [
+            f"Reconcile {m.name}: BC {m.bc_entity} <-> Dataverse {m.dv_entity} ({m.direction}), {self.scope}",
+            f"read {self.read}, {self.seconds:.1f} s",
+            "",
+            self.summary.to_string(index=False),
+            "",
+            "Differing fields:",
+            self.field_drift[lambda f: f["total"] > 0].to_string(index=False),
+        ]
+        if len(self.values):
+            cols = ["category", "bc_key", "bc_field", "dataverse_field", "bc_value", "dataverse_value"]
+            lines += ["", f"Differing values (first {limit} of {len(self.values)}):",
+                      self._display(self.values[cols], limit).to_string(index=False)]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def to_html(self, limit: int = 200) -> str:
+        """A self-contained HTML report (inline CSS, no scripts): summary, fields, values, records."""
+        m = self.mapping
+        esc = html.escape
+
+        def table(frame: pd.DataFrame) -> str:
+            shown = self._display(frame, limit)
+            more = f"<p class=more>{len(frame) - limit} more rows not shown</p>" if len(frame) > limit else ""
+            return shown.to_html(index=False, escape=True, na_rep="", border=0, classes="grid") + more
+
+        parts = [
+            "<!doctype html><html><head><meta charset='utf-8'>",
+            f"<title>Reconcile {esc(m.name)}</title><style>{_CSS}</style></head><body>",
+            f"<h1>Reconcile {esc(m.name)}</h1>",
+            f"<p>BC <b>{esc(m.bc_table or m.bc_entity)}</b> ({esc(m.bc_entity)}) &harr; Dataverse <b>{esc(m.dv_table or m.dv_entity)}</b>"
+            f" ({esc(m.dv_entity)}), {esc(m.direction)}; {esc(self.scope)}; read {esc(str(self.read))} in {self.seconds:.1f} s.</p>",
+            "<h2>Summary</h2>",
+            table(self.summary),
+            "<h2>Fields that differ</h2>",
+            table(self.field_drift),
+        ]
+        if len(self.values):
+            parts += ["<h2>Differing values</h2>", table(self.values)]
+        for c in CATEGORIES[1:]:
+            frame = self.frame(c)
+            if len(frame):
+                cols = [col for col in frame.columns if frame[col].map(_cell).astype("string").fillna("").ne("").any()]
+                parts += [f"<h2>{esc(c)} ({len(frame)})</h2>", table(frame[cols])]
+        if m.unreachable:
+            names = ", ".join(esc(f"{f.caption} -> {f.dv}") for f in m.unreachable)
+            parts.append(f"<p class=note>Not compared (no API exposes the BC field; companion only): {names}</p>")
+        parts += [f"<p class=warn>{esc(w)}</p>" for w in self.warnings]
+        parts.append("</body></html>")
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        return self.summary.to_html(index=False)
+
+    def __repr__(self) -> str:
+        counts = {c: n for c, n in zip(self.summary["category"], self.summary["records"], strict=True) if n}
+        return f"ReconcileResult({self.mapping.name}, {counts})"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em;"
+    "margin-top:1.4em}table.grid{border-collapse:collapse;font-size:.85em}table.grid th,table.grid td{"
+    "border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}table.grid th{background:#f0f0f0}"
+    ".more,.note{color:#666;font-size:.85em}.warn{color:#a40}"
+)
+
+
+# -- the entry point -----------------------------------------------------------------------------------
+
+
+def reconcile(
+    ws: Any,
+    mapping: str | TableMapping,
+    since: datetime | None = None,
+    records: Iterable[str] | None = None,
+    *,
+    catalog: Catalog | None = None,
+    couplings: pd.DataFrame | None = None,
+    company: str | None = None,
+    threshold: float = 85.0,
+    progress: bool = True,
+) -> ReconcileResult:
+    """Compare one mapping across BC and Dataverse; see the module docstring for the categories.
+
+    ``couplings``: a ledger (``d365kit.couplings``) to use instead of reading the companion API;
+    ``company``: the own ``bcbi_companyid`` (default: looked up); ``threshold``: match candidate score."""
+    started = time.perf_counter()
+    catalog = catalog or load_catalog()
+    m = mapping if isinstance(mapping, TableMapping) else catalog[mapping]
+    if m.name not in catalog or catalog[m.name] is not m:
+        catalog = Catalog({**catalog.mappings, m.name: m}, catalog.options, catalog.warnings)
+    refs = [catalog[f.transform.split(":", 1)[1]] for f in m.compared if f.transform and f.transform.startswith("lookup:")]
+    check(catalog, ws, [m.name, *dict.fromkeys(r.name for r in refs)])
+    tables = sorted({t for t in (m.bc_table_id, *(r.bc_table_id for r in refs)) if t is not None})
+    ledger = ledgers.from_companion(ws.bc, tables) if couplings is None else ledgers.normalize(couplings)
+    own = ledgers.for_table(ledger, m.bc_table_id)
+    company = company or (own_company(ws) if m.dv_company_field else None)
+    ctx = _Context(ws, catalog, ledger)
+    bc_side, dv_side = _bc_side(ws, m, progress), _dv_side(ws, m, company, progress)
+
+    if since is None and records is None:
+        scope = "full"
+        bc, dv, relevant = bc_side.read(), dv_side.read(), own
+    else:
+        wanted = {str(r).lower() for r in records or ()}
+        bc_parts, dv_parts = [bc_side.blank()], [dv_side.blank()]
+        if since is not None:
+            bc_parts.append(bc_side.read(Q.gt(m.bc_modified, since)) if m.bc_modified else bc_side.read())
+            dv_parts.append(dv_side.read(Q.gt(m.dv_modified, since)))
+        if wanted:
+            bc_parts.append(bc_side.read_ids(wanted, scoped=True))
+            dv_parts.append(dv_side.read_ids(wanted, scoped=True))
+        bc, dv = _concat(*bc_parts), _concat(*dv_parts)
+        touched = own["bc_id"].isin(bc.index) | own["dataverse_id"].isin(dv.index)
+        touched |= own["bc_id"].isin(wanted) | own["dataverse_id"].isin(wanted) | own["coupling_id"].isin(wanted)
+        relevant = own[touched]
+        bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=True))
+        dv = _concat(dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=True))
+        scope = ", ".join(p for p in (f"since {since.isoformat()}" if since else "", f"{len(wanted)} record id(s)" if wanted else "") if p)
+    bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=False))
+    dv = _concat(dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=False))
+    for attribute, target in m.dv_lookup_types.items():
+        dv["in_scope"] &= dv[_type_column(attribute)].fillna("").eq(target).to_numpy(dtype=bool)
+
+    coupled, values, diff = _classify(ctx, m, relevant, bc, dv)
+    lonely_bc = bc[bc["in_scope"].astype(bool) & ~bc.index.isin(own["bc_id"].dropna())]
+    lonely_dv = dv[dv["in_scope"].astype(bool) & ~dv.index.isin(own["dataverse_id"].dropna())]
+    candidates = _candidates(ctx, m, lonely_bc, lonely_dv, threshold)
+    parts = [coupled, _uncoupled(m, "bc", lonely_bc, m.bc_key, m.bc_modified),
+             _uncoupled(m, "dataverse", lonely_dv, None, m.dv_modified)]
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else coupled
+    for col in RECORD_COLUMNS:
+        if col not in out.columns:
+            out[col] = pd.NA
+    out = _attach_matches(out[list(RECORD_COLUMNS)], candidates)
+    warnings = [] if matching is not None else ["d365kit.matching is not available: no match candidates"]
+    read = {"bc": len(bc), "dataverse": len(dv), "couplings": len(relevant)}
+    return ReconcileResult(m, out, values, candidates, diff, scope, read, time.perf_counter() - started, warnings)
+
