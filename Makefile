@@ -21,6 +21,9 @@ test: $(STAMP)
 	$(BIN)/ruff check d365kit tests
 	$(BIN)/python -m pytest -q -ra
 
+bench: $(STAMP)
+	$(BIN)/d365kit bench
+
 lint: $(STAMP)
 	$(BIN)/ruff check d365kit tests
 	$(BIN)/ruff format --check d365kit tests

@@ -61,11 +61,13 @@ def peak_traced_mib(call: Call) -> float:
 
 
 def profile_top(call: Call, n: int = 5) -> list[str]:
-    """The ``n`` entries with the most cumulative time in one profiled call (this thread only)."""
+    """The ``n`` entries with the most cumulative time in one profiled call (this thread only), leaving
+    out the benchmark's own wrappers (files under ``bench/``)."""
     profiler = cProfile.Profile()
     profiler.runcall(call)
     stats = pstats.Stats(profiler)
     entries = sorted(stats.stats.items(), key=lambda item: item[1][3], reverse=True)  # type: ignore[attr-defined]
+    entries = [e for e in entries if not e[0][0].startswith(ROOT + "bench/")]
     lines = []
     for (path, line, func), (_, calls, _, cumulative, _) in entries[:n]:
         where = f"  ({path.removeprefix(ROOT).rsplit('/site-packages/', 1)[-1]}:{line})" if line else ""

@@ -43,21 +43,30 @@ class SandboxProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                _cli("sandbox", "start", "--data-dir", str(self.data_dir)), stdout=log, stderr=subprocess.STDOUT
+                _cli("sandbox", "start", "--data-dir", str(self.data_dir)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the sandbox exited with {self.proc.returncode}; see {self.log}")
+                raise RuntimeError(f"the sandbox exited with {self.proc.returncode}:\n{self._log_tail()}")
             env = subprocess.run(
-                _cli("sandbox", "env", "--json", "--data-dir", str(self.data_dir)), capture_output=True, text=True
+                _cli("sandbox", "env", "--json", "--data-dir", str(self.data_dir)),
+                capture_output=True,
+                text=True,
             )
             if env.returncode == 0:
                 self.facts = json.loads(env.stdout)
                 return self
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError(f"the sandbox did not answer `sandbox env` within {READY_TIMEOUT_S:.0f} s; see {self.log}")
+        raise RuntimeError(
+            f"the sandbox did not answer `sandbox env` in {READY_TIMEOUT_S:.0f} s:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -169,6 +169,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmarks live in the source checkout's ``bench/`` (next to this package), not in the wheel."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "bench" / "runner.py").exists():
+        print(
+            f"`d365kit bench` runs from a source checkout of d365kit: no bench/runner.py in {root}. "
+            "Clone the repository and run `make bench` there.",
+            file=sys.stderr,
+        )
+        return 2
+    sys.path.insert(0, str(root))
+    from bench.runner import RESULTS, run_benchmarks
+
+    return run_benchmarks(args.only, repeats=args.repeats, results=Path(args.results) if args.results else RESULTS)
+
+
+def _repeats(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("--repeats must be at least 1 (the recorded figures use 5 or more)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="d365kit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -231,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check a profile: tokens, reachability, read permission, companion API")
     doctor.add_argument("--profile", default="sandbox", help="profile name (default: sandbox)")
     doctor.set_defaults(func=cmd_doctor)
+
+    bench = sub.add_parser("bench", help="benchmarks against baselines, appended to bench/RESULTS.md (source checkout)")
+    bench.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
+    bench.add_argument("--repeats", type=_repeats, default=5, help="timed calls per contender after a warm-up")
+    bench.add_argument("--results", help="Markdown file to append to (default: bench/RESULTS.md)")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -37,8 +37,13 @@ from typing import Any
 
 import pandas as pd
 
+from d365kit.bc import COMPANION
+from d365kit.frames import rows_to_frame
 from d365kit.odata.errors import D365Error
 from d365kit.odata.query import Q, Query
+
+COUPLING_SET = "crmIntegrationRecords"
+PAGE = 5_000
 
 LEDGER_COLUMNS = {
     "coupling_id": "string",
@@ -148,8 +153,12 @@ def from_companion(bc: Any, table_ids: list[int] | tuple[int, ...] | None = None
     query = Query(select=tuple(COMPANION_COLUMNS))
     if table_ids:
         query = query.where(Q.any_of("tableId", sorted(set(table_ids))))
-    frame = bc.couplings(query=query).rename(columns=COMPANION_COLUMNS)
-    ledger = normalize(frame)
+    types = bc.metadata(COMPANION).entity(COUPLING_SET).properties
+    pages = [  # typed page by page, so only one page of JSON is held at a time
+        normalize(rows_to_frame(rows, types, list(COMPANION_COLUMNS)).rename(columns=COMPANION_COLUMNS))
+        for rows in bc.pages(COUPLING_SET, query, page_size=PAGE, api=COMPANION)
+    ]
+    ledger = pd.concat(pages, ignore_index=True) if pages else empty_ledger()
     ledger.attrs["source"] = "companion API"
     return ledger
 
@@ -210,8 +219,9 @@ def duplicates(ledger: pd.DataFrame) -> pd.DataFrame:
     parts = []
     for side, col, rows in (("bc", "bc_id", by_bc), ("dataverse", "dataverse_id", by_dv)):
         if len(rows):
-            g = rows.sort_values("coupling_id").groupby(col, sort=True)["coupling_id"].agg(tuple)
-            parts.append(pd.DataFrame({"side": side, "id": g.index, "coupling_ids": g.to_numpy()}))
+            g = rows.sort_values("coupling_id").groupby(col, sort=True)["coupling_id"].agg(list)
+            ids = pd.Series([tuple(v) for v in g], dtype=object)  # a few groups: plain tuples read best
+            parts.append(pd.DataFrame({"side": side, "id": g.index.to_numpy(), "coupling_ids": ids}))
     if not parts:
         return pd.DataFrame({"side": pd.Series(dtype="string"), "id": pd.Series(dtype="string"), "coupling_ids": pd.Series(dtype="object")})
     out = pd.concat(parts, ignore_index=True)

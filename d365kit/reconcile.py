@@ -70,7 +70,7 @@ CATEGORIES = (
 )
 COMPARED = ("conflict", "pending", "drift", "skipped", "failed")  # categories whose differing fields are listed
 ID_CHUNK = 40  # ids per "key eq a or key eq b ..." filter: ~2 KB of URL
-DV_PAGE = 5_000
+PAGE = 5_000  # rows per page on both sides (Dataverse's maximum): bounds the JSON held at once
 LOOKUP_TYPE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 TEXT_KINDS = ("text", "email", "phone", "url")
 RECORD_COLUMNS = (
@@ -112,7 +112,7 @@ class _Side:
     progress: bool
 
     def _indexed(self, frame: pd.DataFrame, scoped: bool) -> pd.DataFrame:
-        out = frame.drop_duplicates(self.key).set_index(self.key, drop=False)
+        out = frame.drop_duplicates(self.key).set_index(self.key)
         out.index = out.index.astype("string")
         out["in_scope"] = np.full(len(out), scoped, dtype=bool)
         return out
@@ -147,6 +147,28 @@ class _Side:
         return _concat(*parts)
 
 
+class _Aligned:
+    """The rows of ``frame`` in the order of ``keys`` (NA where a key is missing), one column at a time,
+    so aligning both sides to the couplings never copies whole frames."""
+
+    def __init__(self, frame: pd.DataFrame, keys: pd.Series):
+        self.frame = frame
+        self.pos = frame.index.get_indexer(pd.Index(keys.to_numpy(dtype=object)))
+
+    def __getitem__(self, column: str) -> pd.Series:
+        return pd.Series(self.frame[column].array.take(self.pos, allow_fill=True), name=column)
+
+    def flag(self, column: str) -> np.ndarray:
+        values = self.frame[column].to_numpy(dtype=bool)
+        return np.where(self.pos >= 0, values[self.pos], False)
+
+
+def _isin(values: pd.Series | pd.Index, pool: Iterable[Any]) -> np.ndarray:
+    """``values.isin(pool)`` through an object hash table (pyarrow strings' own isin is slow for big pools)."""
+    pool = pd.Series(list(pool) if isinstance(pool, set) else pool, dtype=object)
+    return pd.Series(values, dtype=object).isin(pool).to_numpy(dtype=bool)
+
+
 def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat([f for f in frames if len(f)] or [frames[0]])
     return out[~out.index.duplicated()]
@@ -157,7 +179,7 @@ def _bc_side(ws: Any, m: TableMapping, progress: bool) -> _Side:
     select = tuple(dict.fromkeys(["id", *(p for p in (m.bc_key, m.bc_modified) if p), *(f.bc for f in m.compared)]))
 
     def pages(query: Query) -> Iterator[pd.DataFrame]:
-        for rows in ws.bc.pages(m.bc_entity, query, api=m.api_path):
+        for rows in ws.bc.pages(m.bc_entity, query, page_size=PAGE, api=m.api_path):
             yield rows_to_frame(rows, props, list(select))
 
     return _Side("BC " + m.bc_entity, "id", select, Filter(m.bc_filter) if m.bc_filter else None, pages,
@@ -190,7 +212,7 @@ def _dv_side(ws: Any, m: TableMapping, company: str | None, progress: bool) -> _
     def pages(query: Query) -> Iterator[pd.DataFrame]:
         qs = query.query_string()
         url = ws.dataverse.entity_url(m.dv_entity) + (f"?{qs}" if qs else "")
-        for page in iter_pages(ws.dataverse.session, url, page_size=DV_PAGE, headers=headers):
+        for page in iter_pages(ws.dataverse.session, url, page_size=PAGE, headers=headers):
             yield frame(page["value"])
 
     scope = Filter(m.dv_filter) if m.dv_filter else None
@@ -277,20 +299,20 @@ class _Context:
 # -- comparing and categorizing ----------------------------------------------------------------------
 
 
-def _differences(ctx: _Context, m: TableMapping, b: pd.DataFrame, d: pd.DataFrame) -> pd.DataFrame:
+def _differences(ctx: _Context, m: TableMapping, b: _Aligned, d: _Aligned) -> pd.DataFrame:
     """Boolean frame (rows of ``b``/``d`` aligned by position x Dataverse attribute): the field differs."""
     et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
     out = {}
     for f in m.compared:
         t, kind = ctx.transform(m, f), ctx.kind(m, f)
-        raw = b[f.bc].reset_index(drop=True)
+        raw = b[f.bc]
         left = normalize(t.to_dataverse(raw) if t else raw, kind, f.case_sensitive)
-        right = normalize(d[dv_column(et, f.dv)].reset_index(drop=True), kind, f.case_sensitive)  # type: ignore[arg-type]
+        right = normalize(d[dv_column(et, f.dv)], kind, f.case_sensitive)  # type: ignore[arg-type]
         differs = ~equal(left, right, kind, f.tolerance)
         if f.not_null:
             differs &= normalize(raw, "text").notna()
         out[f.dv] = differs.to_numpy(dtype=bool)
-    return pd.DataFrame(out, index=range(len(b)), dtype=bool)
+    return pd.DataFrame(out, index=range(len(b.pos)), dtype=bool)
 
 
 def _after(stamp: pd.Series, synced: pd.Series) -> np.ndarray:
@@ -307,15 +329,15 @@ def _field_lists(diff: pd.DataFrame, rows: np.ndarray, names: dict[str, str]) ->
         return empty, empty.copy()
     long = sub.stack()
     long = long[long]
-    dv = long.reset_index().groupby("level_0")["level_1"].agg(tuple)
+    dv = long.reset_index().groupby("level_0")["level_1"].agg(list)  # differing rows only
     dv_fields = empty.copy()
-    dv_fields.loc[dv.index] = dv.to_numpy()
+    dv_fields.loc[dv.index] = pd.Series([tuple(v) for v in dv], index=dv.index, dtype=object)
     bc_fields = dv_fields.map(lambda t: tuple(names[a] for a in t))
     return dv_fields, bc_fields
 
 
 def _side_by_side(
-    ctx: _Context, m: TableMapping, pairs: pd.DataFrame, b: pd.DataFrame, d: pd.DataFrame, diff: pd.DataFrame, rows: np.ndarray
+    ctx: _Context, m: TableMapping, pairs: pd.DataFrame, b: _Aligned, d: _Aligned, diff: pd.DataFrame, rows: np.ndarray
 ) -> pd.DataFrame:
     """Long frame of the differing values: BC value and Dataverse value (in BC terms when transformed)."""
     et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
@@ -325,8 +347,8 @@ def _side_by_side(
         if not len(hit):
             continue
         t = ctx.transform(m, f)
-        bc_raw = b[f.bc].reset_index(drop=True).iloc[hit]
-        dv_raw = d[dv_column(et, f.dv)].reset_index(drop=True).iloc[hit]  # type: ignore[arg-type]
+        bc_raw = b[f.bc].iloc[hit]
+        dv_raw = d[dv_column(et, f.dv)].iloc[hit]  # type: ignore[arg-type]
         bc_value = t.bc_label(bc_raw) if t else bc_raw
         dv_value = t.bc_label(t.from_dataverse(dv_raw)).astype(object).where(lambda s: s.notna(), dv_raw.astype(object)) if t else dv_raw
         parts.append(
@@ -353,15 +375,12 @@ def _classify(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Categorize the couplings (one row each, duplicates grouped); also the difference frames."""
     pairs = relevant.reset_index(drop=True)
-    b = bc.reindex(pairs["bc_id"].to_numpy())
-    d = dv.reindex(pairs["dataverse_id"].to_numpy())
-    bc_exists = pairs["bc_id"].isin(bc.index).to_numpy(dtype=bool)
-    dv_exists = pairs["dataverse_id"].isin(dv.index).to_numpy(dtype=bool)
+    b, d = _Aligned(bc, pairs["bc_id"]), _Aligned(dv, pairs["dataverse_id"])
+    bc_exists, dv_exists = b.pos >= 0, d.pos >= 0
     both = bc_exists & dv_exists
     groups = ledgers.duplicates(pairs[both])
-    in_group = pairs["coupling_id"].isin([c for ids in groups["coupling_ids"] for c in ids]).to_numpy(dtype=bool)
-    bc_in = b["in_scope"].fillna(False).to_numpy(dtype=bool)
-    dv_in = d["in_scope"].fillna(False).to_numpy(dtype=bool)
+    in_group = _isin(pairs["coupling_id"], [c for ids in groups["coupling_ids"] for c in ids])
+    bc_in, dv_in = b.flag("in_scope"), d.flag("in_scope")
     skipped = pairs["skipped"].fillna(False).to_numpy(dtype=bool)
     failed = ((pairs["last_synch_result"] == "Failure") | (pairs["last_synch_crm_result"] == "Failure")).to_numpy(dtype=bool)
     diff = _differences(ctx, m, b, d)
@@ -404,23 +423,24 @@ def _classify(
 
 def _groups(pairs: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     """One ``duplicate_coupling`` row per shared id."""
-    rows = []
-    for g in groups.itertuples(index=False):  # a handful of groups, not one per record
-        first = pairs[pairs["coupling_id"] == g.coupling_ids[0]].iloc[0]
-        rows.append(
-            {
-                "category": "duplicate_coupling",
-                "coupling_id": g.coupling_ids[0],
-                "coupling_ids": tuple(g.coupling_ids),
-                "bc_id": g.id if g.side == "bc" else pd.NA,
-                "dataverse_id": g.id if g.side == "dataverse" else pd.NA,
-                "bc_key": first["bc_key"] if g.side == "bc" else pd.NA,
-                "fields": (),
-                "bc_fields": (),
-                "reason": f"{len(g.coupling_ids)} couplings share this {'BC' if g.side == 'bc' else 'Dataverse'} id",
-            }
-        )
-    return pd.DataFrame(rows)
+    if groups.empty:
+        return pd.DataFrame()
+    first = groups["coupling_ids"].map(lambda ids: ids[0])
+    by_bc = (groups["side"] == "bc").to_numpy()
+    keys = pairs.set_index("coupling_id")["bc_key"]
+    return pd.DataFrame(
+        {
+            "category": "duplicate_coupling",
+            "coupling_id": first.to_numpy(),
+            "coupling_ids": groups["coupling_ids"].to_numpy(),
+            "bc_id": groups["id"].where(by_bc).to_numpy(),
+            "dataverse_id": groups["id"].where(~by_bc).to_numpy(),
+            "bc_key": first.map(keys).where(by_bc).to_numpy(),
+            "fields": [()] * len(groups),
+            "bc_fields": [()] * len(groups),
+            "reason": groups["count"].astype(str) + np.where(by_bc, " couplings share this BC id", " couplings share this Dataverse id"),
+        }
+    )
 
 
 def _uncoupled(
@@ -659,8 +679,8 @@ def reconcile(
             bc_parts.append(bc_side.read_ids(wanted, scoped=True))
             dv_parts.append(dv_side.read_ids(wanted, scoped=True))
         bc, dv = _concat(*bc_parts), _concat(*dv_parts)
-        touched = own["bc_id"].isin(bc.index) | own["dataverse_id"].isin(dv.index)
-        touched |= own["bc_id"].isin(wanted) | own["dataverse_id"].isin(wanted) | own["coupling_id"].isin(wanted)
+        touched = _isin(own["bc_id"], bc.index) | _isin(own["dataverse_id"], dv.index)
+        touched |= _isin(own["bc_id"], wanted) | _isin(own["dataverse_id"], wanted) | _isin(own["coupling_id"], wanted)
         relevant = own[touched]
         bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=True))
         dv = _concat(dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=True))
@@ -671,8 +691,8 @@ def reconcile(
         dv["in_scope"] &= dv[_type_column(attribute)].fillna("").eq(target).to_numpy(dtype=bool)
 
     coupled, values, diff = _classify(ctx, m, relevant, bc, dv)
-    lonely_bc = bc[bc["in_scope"].astype(bool) & ~bc.index.isin(own["bc_id"].dropna())]
-    lonely_dv = dv[dv["in_scope"].astype(bool) & ~dv.index.isin(own["dataverse_id"].dropna())]
+    lonely_bc = bc[bc["in_scope"].to_numpy(dtype=bool) & ~_isin(bc.index, own["bc_id"])]
+    lonely_dv = dv[dv["in_scope"].to_numpy(dtype=bool) & ~_isin(dv.index, own["dataverse_id"])]
     candidates = _candidates(ctx, m, lonely_bc, lonely_dv, threshold)
     parts = [coupled, _uncoupled(m, "bc", lonely_bc, m.bc_key, m.bc_modified),
              _uncoupled(m, "dataverse", lonely_dv, None, m.dv_modified)]
