@@ -167,6 +167,8 @@ class Store:
                     conn.execute(
                         f"CREATE INDEX IF NOT EXISTS {q(t + '__c')} ON {q(t)} ({q(COMPANY)}, {q(es.key)})"
                     )
+                for stamp in {es.created_prop, es.modified_prop} - {None}:  # incremental and partitioned reads
+                    conn.execute(f"CREATE INDEX IF NOT EXISTS {q(t + '__' + stamp)} ON {q(t)} ({q(stamp)})")
 
     def reset(self) -> None:
         """Delete every row (the schema stays)."""
