@@ -49,7 +49,9 @@ def _reconcile(data_dir: str, mapping: str, trace: bool, out: Any) -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
     expected = {
-        (p["category"], p["bc_id"], p["dataverse_id"]) for p in manifest["problems"] if p["mapping"] == mapping
+        (p["category"], p["bc_id"], p["dataverse_id"])
+        for p in manifest["problems"]
+        if p["mapping"] == mapping
     }
     rec = result.records[result.records["category"] != "in_sync"]
     found = {
@@ -64,7 +66,9 @@ def _reconcile(data_dir: str, mapping: str, trace: bool, out: Any) -> None:
             "wall_seconds": round(seconds, 1),
             "peak_rss_mib": _mib(peak),
             "rss_growth_mib": _mib(peak - base),
-            "categories": {c: n for c, n in zip(result.summary["category"], result.summary["records"], strict=True)},
+            "categories": {
+                c: n for c, n in zip(result.summary["category"], result.summary["records"], strict=True)
+            },
             "precision": round(len(found & expected) / max(1, len(found)), 4),
             "recall": round(len(found & expected) / max(1, len(expected)), 4),
         }

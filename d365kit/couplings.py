@@ -128,21 +128,29 @@ def normalize(frame: pd.DataFrame, *, tz: str = "UTC") -> pd.DataFrame:
         elif col == "table_id":
             s = pd.to_numeric(s, errors="coerce").astype("Int64")
         elif col == "skipped":
-            s = s.astype("string").str.strip().str.lower().isin(_TRUE).astype("boolean") if s.dtype != "boolean" else s
+            s = (
+                s.astype("string").str.strip().str.lower().isin(_TRUE).astype("boolean")
+                if s.dtype != "boolean"
+                else s
+            )
             s = s.fillna(False)
         else:
             s = s.astype("string").str.strip().fillna("")
         out[col] = s.astype(dtype) if col not in _TIMES else s
     ledger = pd.DataFrame(out, index=frame.index).reset_index(drop=True)
     missing_id = ledger["coupling_id"].isna()
-    ledger.loc[missing_id, "coupling_id"] = ledger["bc_id"][missing_id] + ":" + ledger["dataverse_id"][missing_id]
+    ledger.loc[missing_id, "coupling_id"] = (
+        ledger["bc_id"][missing_id] + ":" + ledger["dataverse_id"][missing_id]
+    )
     return ledger
 
 
 def _times(s: pd.Series, tz: str) -> pd.Series:
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    parsed = pd.to_datetime(s.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed")
+    parsed = pd.to_datetime(
+        s.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed"
+    )
     if getattr(parsed.dt, "tz", None) is None:
         parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
     return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
@@ -223,7 +231,13 @@ def duplicates(ledger: pd.DataFrame) -> pd.DataFrame:
             ids = pd.Series([tuple(v) for v in g], dtype=object)  # a few groups: plain tuples read best
             parts.append(pd.DataFrame({"side": side, "id": g.index.to_numpy(), "coupling_ids": ids}))
     if not parts:
-        return pd.DataFrame({"side": pd.Series(dtype="string"), "id": pd.Series(dtype="string"), "coupling_ids": pd.Series(dtype="object")})
+        return pd.DataFrame(
+            {
+                "side": pd.Series(dtype="string"),
+                "id": pd.Series(dtype="string"),
+                "coupling_ids": pd.Series(dtype="object"),
+            }
+        )
     out = pd.concat(parts, ignore_index=True)
     out["count"] = out["coupling_ids"].map(len)
     return out

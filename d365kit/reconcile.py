@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import html
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,17 +43,21 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from d365kit import couplings as ledgers
+from d365kit import matching
 from d365kit.frames import convert, rows_to_frame
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
-from d365kit.mapping.transforms import LookupTransform, OptionTransform, Transform, equal, kind_of, normalize
+from d365kit.mapping.transforms import (
+    LookupTransform,
+    OptionTransform,
+    Transform,
+    bc_enum_decode,
+    equal,
+    kind_of,
+    normalize,
+)
 from d365kit.odata.errors import NotFoundError
 from d365kit.odata.paging import iter_pages
 from d365kit.odata.query import Filter, Guid, Q, Query
-
-try:  # written alongside this module; reconcile works (without candidates) until it exists
-    from d365kit import matching
-except ImportError:  # pragma: no cover - depends on the other module being present
-    matching = None  # type: ignore[assignment]
 
 CATEGORIES = (
     "in_sync",
@@ -68,7 +73,8 @@ CATEGORIES = (
     "skipped",
     "failed",
 )
-COMPARED = ("conflict", "pending", "drift", "skipped", "failed")  # categories whose differing fields are listed
+# categories whose differing fields are listed (and counted per field)
+COMPARED = ("conflict", "pending", "drift", "skipped", "failed")
 ID_CHUNK = 40  # ids per "key eq a or key eq b ..." filter: ~2 KB of URL
 PAGE = 5_000  # rows per page on both sides (Dataverse's maximum): bounds the JSON held at once
 LOOKUP_TYPE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
@@ -137,7 +143,7 @@ class _Side:
 
     def read_ids(self, ids: Iterable[str], *, scoped: bool) -> pd.DataFrame:
         """Rows by id, in scope (``scoped``) or regardless of the filters."""
-        ids = sorted({str(i).lower() for i in ids if isinstance(i, str) and len(i) == 36})
+        ids = sorted({str(i).lower() for i in ids if _is_guid(str(i))})
         parts = [self.blank()]
         for i in range(0, len(ids), ID_CHUNK):
             f = Q.any_of(self.key, [Guid(x) for x in ids[i : i + ID_CHUNK]])
@@ -145,6 +151,13 @@ class _Side:
                 f = self.scope & f
             parts.append(self._collect(Query(select=self.select, filter=f), scoped, "by id"))
         return _concat(*parts)
+
+
+def _is_guid(text: str) -> bool:
+    try:
+        return len(text) == 36 and bool(uuid.UUID(text))
+    except ValueError:
+        return False
 
 
 class _Aligned:
@@ -176,14 +189,23 @@ def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
 
 def _bc_side(ws: Any, m: TableMapping, progress: bool) -> _Side:
     props = ws.bc.metadata(m.api_path).entity(m.bc_entity).properties
-    select = tuple(dict.fromkeys(["id", *(p for p in (m.bc_key, m.bc_modified) if p), *(f.bc for f in m.compared)]))
+    select = tuple(
+        dict.fromkeys(["id", *(p for p in (m.bc_key, m.bc_modified) if p), *(f.bc for f in m.compared)])
+    )
 
     def pages(query: Query) -> Iterator[pd.DataFrame]:
         for rows in ws.bc.pages(m.bc_entity, query, page_size=PAGE, api=m.api_path):
             yield rows_to_frame(rows, props, list(select))
 
-    return _Side("BC " + m.bc_entity, "id", select, Filter(m.bc_filter) if m.bc_filter else None, pages,
-                 lambda: rows_to_frame([], props, list(select)), progress)
+    return _Side(
+        "BC " + m.bc_entity,
+        "id",
+        select,
+        Filter(m.bc_filter) if m.bc_filter else None,
+        pages,
+        lambda: rows_to_frame([], props, list(select)),
+        progress,
+    )
 
 
 def _type_column(attribute: str) -> str:
@@ -237,7 +259,9 @@ def own_company(ws: Any) -> str:
         hit = rows[rows["bcbi_name"] == names.get(company)]
     if hit.empty:
         raise NotFoundError(
-            404, "bcbi_company", f"no Dataverse bcbi_company row for BC company {company}; pass company=<bcbi_companyid>"
+            404,
+            "bcbi_company",
+            f"no Dataverse bcbi_company row for BC company {company}; pass company=<bcbi_companyid>",
         )
     return str(hit["bcbi_companyid"].iloc[0])
 
@@ -287,6 +311,11 @@ class _Context:
             ids = pd.Series(rows["code"].to_numpy(), index=rows["id"].astype("string").str.lower().to_numpy())
         return OptionTransform(name, option.values, ids)
 
+    def bc_values(self, m: TableMapping, f: FieldMapping, values: pd.Series) -> pd.Series:
+        """BC values as text means them: enum values in API spelling (``In_x0020_Progress``) decoded."""
+        edm = self.ws.bc.metadata(m.api_path).entity(m.bc_entity).properties.get(f.bc, "Edm.")
+        return values if edm.startswith("Edm.") else bc_enum_decode(values)
+
     def kind(self, m: TableMapping, f: FieldMapping) -> str:
         if f.compare:
             return f.compare
@@ -305,7 +334,7 @@ def _differences(ctx: _Context, m: TableMapping, b: _Aligned, d: _Aligned) -> pd
     out = {}
     for f in m.compared:
         t, kind = ctx.transform(m, f), ctx.kind(m, f)
-        raw = b[f.bc]
+        raw = ctx.bc_values(m, f, b[f.bc])
         left = normalize(t.to_dataverse(raw) if t else raw, kind, f.case_sensitive)
         right = normalize(d[dv_column(et, f.dv)], kind, f.case_sensitive)  # type: ignore[arg-type]
         differs = ~equal(left, right, kind, f.tolerance)
@@ -337,7 +366,13 @@ def _field_lists(diff: pd.DataFrame, rows: np.ndarray, names: dict[str, str]) ->
 
 
 def _side_by_side(
-    ctx: _Context, m: TableMapping, pairs: pd.DataFrame, b: _Aligned, d: _Aligned, diff: pd.DataFrame, rows: np.ndarray
+    ctx: _Context,
+    m: TableMapping,
+    pairs: pd.DataFrame,
+    b: _Aligned,
+    d: _Aligned,
+    diff: pd.DataFrame,
+    rows: np.ndarray,
 ) -> pd.DataFrame:
     """Long frame of the differing values: BC value and Dataverse value (in BC terms when transformed)."""
     et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
@@ -347,10 +382,16 @@ def _side_by_side(
         if not len(hit):
             continue
         t = ctx.transform(m, f)
-        bc_raw = b[f.bc].iloc[hit]
+        bc_raw = ctx.bc_values(m, f, b[f.bc].iloc[hit])
         dv_raw = d[dv_column(et, f.dv)].iloc[hit]  # type: ignore[arg-type]
         bc_value = t.bc_label(bc_raw) if t else bc_raw
-        dv_value = t.bc_label(t.from_dataverse(dv_raw)).astype(object).where(lambda s: s.notna(), dv_raw.astype(object)) if t else dv_raw
+        dv_value = (
+            t.bc_label(t.from_dataverse(dv_raw))
+            .astype(object)
+            .where(lambda s: s.notna(), dv_raw.astype(object))
+            if t
+            else dv_raw
+        )
         parts.append(
             pd.DataFrame(
                 {
@@ -366,59 +407,116 @@ def _side_by_side(
                 }
             )
         )
-    columns = ["category", "coupling_id", "bc_id", "dataverse_id", "bc_key", "bc_field", "dataverse_field", "bc_value", "dataverse_value"]
+    columns = [
+        "category",
+        "coupling_id",
+        "bc_id",
+        "dataverse_id",
+        "bc_key",
+        "bc_field",
+        "dataverse_field",
+        "bc_value",
+        "dataverse_value",
+    ]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+ORDER = (  # precedence of the coupled categories (the module docstring); in_sync is the default
+    "coupled_missing_bc",
+    "coupled_missing_dataverse",
+    "duplicate_coupling",
+    "out_of_scope",
+    "skipped",
+    "failed",
+    "conflict",
+    "pending",
+    "drift",
+)
+_SIDES = ("both", "bc", "dataverse")
+
+
+def _masks(
+    m: TableMapping, pairs: pd.DataFrame, b: _Aligned, d: _Aligned, diff: pd.DataFrame, in_group: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per coupling: the raw condition of each category (before precedence) and the side facts."""
+    none = np.zeros(len(pairs), dtype=bool)
+    bidi = [f.dv for f in m.compared if f.direction == "bidirectional"]
+    any_diff = diff.any(axis=1).to_numpy(dtype=bool)
+    bc_mod = _after(b[m.bc_modified], pairs["last_synch_modified_on"]) if m.bc_modified else none
+    dv_mod = _after(d[m.dv_modified], pairs["last_synch_crm_modified_on"])
+    bc_in, dv_in = b.flag("in_scope"), d.flag("in_scope")
+    to_failed = (pairs["last_synch_crm_result"] == "Failure").to_numpy(dtype=bool)
+    from_failed = (pairs["last_synch_result"] == "Failure").to_numpy(dtype=bool)
+    return {
+        "coupled_missing_bc": b.pos < 0,
+        "coupled_missing_dataverse": d.pos < 0,
+        "duplicate_coupling": in_group,
+        "out_of_scope": ~(bc_in & dv_in),
+        "skipped": pairs["skipped"].fillna(False).to_numpy(dtype=bool),
+        "failed": to_failed | from_failed,
+        "conflict": (m.direction == "bidirectional")
+        & bc_mod
+        & dv_mod
+        & (diff[bidi].any(axis=1).to_numpy(dtype=bool) if bidi else none),
+        "pending": (bc_mod | dv_mod) & any_diff,
+        "drift": any_diff,
+        "bc_mod": bc_mod,
+        "dv_mod": dv_mod,
+        "bc_in": bc_in,
+        "dv_in": dv_in,
+        "to_failed": to_failed,
+        "from_failed": from_failed,
+    }
+
+
+def _changed_side(category: pd.Series, k: dict[str, np.ndarray]) -> np.ndarray:
+    """The side(s) changed since the last synchronization; for a failed record, the failed direction's source."""
+    modified = np.select([k["bc_mod"] & k["dv_mod"], k["bc_mod"], k["dv_mod"]], _SIDES, default=None)
+    failing = np.select(
+        [k["to_failed"] & k["from_failed"], k["to_failed"], k["from_failed"]], _SIDES, default=None
+    )
+    return np.where(category.isin(["skipped", "failed"]).to_numpy(dtype=bool), failing, modified)
+
+
+def _reason(category: pd.Series, k: dict[str, np.ndarray]) -> np.ndarray:
+    bc_out, dv_out = ~k["bc_in"], ~k["dv_in"]
+    why = np.select(
+        [bc_out & dv_out, bc_out, dv_out],
+        [
+            "both rows outside the filters",
+            "BC row outside the table filter",
+            "Dataverse row outside the integration table filter",
+        ],
+        default="",
+    )
+    return np.where(category.eq("out_of_scope").to_numpy(dtype=bool), why, "")
 
 
 def _classify(
     ctx: _Context, m: TableMapping, relevant: pd.DataFrame, bc: pd.DataFrame, dv: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Categorize the couplings (one row each, duplicates grouped); also the difference frames."""
+    """Categorize the couplings: records (one per coupling, duplicates grouped per shared id), the
+    differing values side by side, and the difference matrix of the compared categories."""
     pairs = relevant.reset_index(drop=True)
     b, d = _Aligned(bc, pairs["bc_id"]), _Aligned(dv, pairs["dataverse_id"])
-    bc_exists, dv_exists = b.pos >= 0, d.pos >= 0
-    both = bc_exists & dv_exists
-    groups = ledgers.duplicates(pairs[both])
+    groups = ledgers.duplicates(pairs[(b.pos >= 0) & (d.pos >= 0)])
     in_group = _isin(pairs["coupling_id"], [c for ids in groups["coupling_ids"] for c in ids])
-    bc_in, dv_in = b.flag("in_scope"), d.flag("in_scope")
-    skipped = pairs["skipped"].fillna(False).to_numpy(dtype=bool)
-    failed = ((pairs["last_synch_result"] == "Failure") | (pairs["last_synch_crm_result"] == "Failure")).to_numpy(dtype=bool)
     diff = _differences(ctx, m, b, d)
-    bidi = [f.dv for f in m.compared if f.direction == "bidirectional"]
-    any_diff = diff.any(axis=1).to_numpy(dtype=bool)
-    bidi_diff = diff[bidi].any(axis=1).to_numpy(dtype=bool) if bidi else np.zeros(len(pairs), dtype=bool)
-    bc_mod = _after(b[m.bc_modified], pairs["last_synch_modified_on"]) if m.bc_modified else np.zeros(len(pairs), dtype=bool)
-    dv_mod = _after(d[m.dv_modified], pairs["last_synch_crm_modified_on"])
-    conflict = (m.direction == "bidirectional") & bc_mod & dv_mod & bidi_diff
-    pairs["category"] = np.select(
-        [~bc_exists, ~dv_exists, in_group, ~(bc_in & dv_in), skipped, failed, conflict, (bc_mod | dv_mod) & any_diff, any_diff],
-        ["coupled_missing_bc", "coupled_missing_dataverse", "duplicate_coupling", "out_of_scope", "skipped", "failed", "conflict", "pending", "drift"],
-        default="in_sync",
-    )
-    pairs["changed_side"] = np.select([bc_mod & dv_mod, bc_mod, dv_mod], ["both", "bc", "dataverse"], default=None)
-    # A failed record's unsynchronized change is on the source side of the direction that failed.
-    to_failed = (pairs["last_synch_crm_result"] == "Failure").to_numpy(dtype=bool)
-    from_failed = (pairs["last_synch_result"] == "Failure").to_numpy(dtype=bool)
-    failing = pairs["category"].isin(["skipped", "failed"]).to_numpy(dtype=bool)
-    pairs.loc[failing, "changed_side"] = np.select(
-        [to_failed & from_failed, to_failed, from_failed], ["both", "bc", "dataverse"], default=None
-    )[failing]
-    pairs["reason"] = np.select(
-        [~bc_in & ~dv_in, ~bc_in, ~dv_in], ["both rows outside the filters", "BC row outside the table filter",
-                                             "Dataverse row outside the integration table filter"], default="")
-    pairs.loc[pairs["category"] != "out_of_scope", "reason"] = ""
+    k = _masks(m, pairs, b, d, diff, in_group)
+    pairs["category"] = np.select([k[c] for c in ORDER], ORDER, default="in_sync")
+    pairs["changed_side"] = _changed_side(pairs["category"], k)
+    pairs["reason"] = _reason(pairs["category"], k)
     pairs["bc_key"] = b[m.bc_key].to_numpy() if m.bc_key else pd.NA
     pairs["bc_modified_on"] = b[m.bc_modified].to_numpy() if m.bc_modified else pd.NaT
     pairs["dataverse_modified_on"] = d[m.dv_modified].to_numpy()
     compared = pairs["category"].isin(COMPARED).to_numpy(dtype=bool)
-    names = {f.dv: f.bc for f in m.compared}
-    pairs["fields"], pairs["bc_fields"] = _field_lists(diff, compared, names)  # type: ignore[arg-type]
+    pairs["fields"], pairs["bc_fields"] = _field_lists(diff, compared, {f.dv: f.bc for f in m.compared})  # type: ignore[arg-type]
     pairs["coupling_ids"] = pairs["coupling_id"].map(lambda c: (c,))
     values = _side_by_side(ctx, m, pairs, b, d, diff, compared)
-    single = pairs[pairs["category"] != "duplicate_coupling"]
-    return pd.concat([single, _groups(pairs, groups)], ignore_index=True), values, diff[compared].assign(
-        category=pairs["category"][compared].to_numpy()
+    records = pd.concat(
+        [pairs[pairs["category"] != "duplicate_coupling"], _groups(pairs, groups)], ignore_index=True
     )
+    return records, values, diff[compared].assign(category=pairs["category"][compared].to_numpy())
 
 
 def _groups(pairs: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
@@ -438,14 +536,13 @@ def _groups(pairs: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
             "bc_key": first.map(keys).where(by_bc).to_numpy(),
             "fields": [()] * len(groups),
             "bc_fields": [()] * len(groups),
-            "reason": groups["count"].astype(str) + np.where(by_bc, " couplings share this BC id", " couplings share this Dataverse id"),
+            "reason": groups["count"].astype(str)
+            + np.where(by_bc, " couplings share this BC id", " couplings share this Dataverse id"),
         }
     )
 
 
-def _uncoupled(
-    m: TableMapping, side: str, rows: pd.DataFrame, key_col: str | None, stamp: str | None
-) -> pd.DataFrame:
+def _uncoupled(side: str, rows: pd.DataFrame, key_col: str | None, stamp: str | None) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "category": f"uncoupled_{side}",
@@ -456,7 +553,9 @@ def _uncoupled(
             "fields": [()] * len(rows),
             "bc_fields": [()] * len(rows),
             "reason": "no coupling refers to this in-scope row",
-            f"{'bc' if side == 'bc' else 'dataverse'}_modified_on": rows[stamp].to_numpy() if stamp else pd.NaT,
+            f"{'bc' if side == 'bc' else 'dataverse'}_modified_on": rows[stamp].to_numpy()
+            if stamp
+            else pd.NaT,
         },
         index=range(len(rows)),
     )
@@ -476,9 +575,10 @@ def _match_frames(
     for f in m.compared:
         t, kind = ctx.transform(m, f), ctx.kind(m, f)
         column = f.bc if f.bc not in left else f"{f.bc}:{f.dv}"  # one BC property may feed two attributes
-        left[column] = normalize(t.to_dataverse(bc[f.bc]) if t else bc[f.bc], kind, True).astype("string").to_numpy()
+        raw = ctx.bc_values(m, f, bc[f.bc])
+        left[column] = normalize(t.to_dataverse(raw) if t else raw, kind, True).astype("string").to_numpy()
         right[f.dv] = normalize(dv[dv_column(et, f.dv)], kind, True).astype("string").to_numpy()  # type: ignore[arg-type]
-        rule = matching.MatchRule(column, f.dv, f.match_priority or 0, f.case_sensitive)  # type: ignore[union-attr]
+        rule = matching.MatchRule(column, f.dv, f.match_priority or 0, f.case_sensitive)
         if f.match_priority is not None or not flagged:
             rules.append(rule)
         if kind in TEXT_KINDS:
@@ -486,11 +586,15 @@ def _match_frames(
     return pd.DataFrame(left), pd.DataFrame(right), rules, fuzzy
 
 
-def _candidates(ctx: _Context, m: TableMapping, bc: pd.DataFrame, dv: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    if matching is None or bc.empty or dv.empty:
+def _candidates(
+    ctx: _Context, m: TableMapping, bc: pd.DataFrame, dv: pd.DataFrame, threshold: float
+) -> pd.DataFrame:
+    if bc.empty or dv.empty:
         return pd.DataFrame(columns=["bc_id", "dataverse_id", "score", "rule", "fields", "ambiguous"])
     left, right, rules, fuzzy = _match_frames(ctx, m, bc, dv)
-    return matching.candidates(left, right, rules, bc_key="bc_id", dv_key="dataverse_id", threshold=threshold, fuzzy_rules=fuzzy)
+    return matching.candidates(
+        left, right, rules, bc_key="bc_id", dv_key="dataverse_id", threshold=threshold, fuzzy_rules=fuzzy
+    )
 
 
 def _attach_matches(records: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataFrame:
@@ -498,7 +602,11 @@ def _attach_matches(records: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataF
     if candidates.empty:
         return records
     for side, own, other in (("bc", "bc_id", "dataverse_id"), ("dataverse", "dataverse_id", "bc_id")):
-        best = candidates.sort_values("score", ascending=False, kind="stable").drop_duplicates(own).set_index(own)
+        best = (
+            candidates.sort_values("score", ascending=False, kind="stable")
+            .drop_duplicates(own)
+            .set_index(own)
+        )
         rows = records["category"] == f"uncoupled_{side}"
         ids = records.loc[rows, own]
         records.loc[rows, "match_id"] = ids.map(best[other]).to_numpy()
@@ -531,7 +639,6 @@ class ReconcileResult:
     scope: str
     read: dict[str, int]
     seconds: float
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -551,10 +658,15 @@ class ReconcileResult:
     @property
     def field_drift(self) -> pd.DataFrame:
         """Per mapped field: how many records differ on it, by category, most-drifted first."""
-        fields = [f for f in self.mapping.compared]
+        fields = list(self.mapping.compared)
         counts = self.diff.groupby("category")[[f.dv for f in fields]].sum().T if len(self.diff) else None
-        out = pd.DataFrame({"bc_field": [f.bc for f in fields], "dataverse_field": [f.dv for f in fields],
-                            "direction": [f.direction for f in fields]})
+        out = pd.DataFrame(
+            {
+                "bc_field": [f.bc for f in fields],
+                "dataverse_field": [f.dv for f in fields],
+                "direction": [f.direction for f in fields],
+            }
+        )
         for c in COMPARED:
             out[c] = counts[c].to_numpy(dtype=int) if counts is not None and c in counts else 0
         out["total"] = out[list(COMPARED)].sum(axis=1)
@@ -577,9 +689,11 @@ class ReconcileResult:
         ]
         if len(self.values):
             cols = ["category", "bc_key", "bc_field", "dataverse_field", "bc_value", "dataverse_value"]
-            lines += ["", f"Differing values (first {limit} of {len(self.values)}):",
-                      self._display(self.values[cols], limit).to_string(index=False)]
-        lines += [f"warning: {w}" for w in self.warnings]
+            lines += [
+                "",
+                f"Differing values (first {min(limit, len(self.values))} of {len(self.values)}):",
+                self._display(self.values[cols], limit).to_string(index=False),
+            ]
         return "\n".join(lines)
 
     def to_html(self, limit: int = 200) -> str:
@@ -608,12 +722,17 @@ class ReconcileResult:
         for c in CATEGORIES[1:]:
             frame = self.frame(c)
             if len(frame):
-                cols = [col for col in frame.columns if frame[col].map(_cell).astype("string").fillna("").ne("").any()]
+                cols = [
+                    col
+                    for col in frame.columns
+                    if frame[col].map(_cell).astype("string").fillna("").ne("").any()
+                ]
                 parts += [f"<h2>{esc(c)} ({len(frame)})</h2>", table(frame[cols])]
         if m.unreachable:
             names = ", ".join(esc(f"{f.caption} -> {f.dv}") for f in m.unreachable)
-            parts.append(f"<p class=note>Not compared (no API exposes the BC field; companion only): {names}</p>")
-        parts += [f"<p class=warn>{esc(w)}</p>" for w in self.warnings]
+            parts.append(
+                f"<p class=note>Not compared (no API exposes the BC field; companion only): {names}</p>"
+            )
         parts.append("</body></html>")
         return "\n".join(parts)
 
@@ -629,8 +748,60 @@ _CSS = (
     "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em;"
     "margin-top:1.4em}table.grid{border-collapse:collapse;font-size:.85em}table.grid th,table.grid td{"
     "border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}table.grid th{background:#f0f0f0}"
-    ".more,.note{color:#666;font-size:.85em}.warn{color:#a40}"
+    ".more,.note{color:#666;font-size:.85em}"
 )
+
+
+def _read(
+    m: TableMapping,
+    bc_side: _Side,
+    dv_side: _Side,
+    own: pd.DataFrame,
+    since: datetime | None,
+    records: Iterable[str] | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+    """Both sides' rows to look at, the couplings to categorize, and a description of the scope.
+
+    Full run: every in-scope row and every coupling. Incremental: the rows changed since ``since`` and/or
+    named in ``records``, the couplings touching them, and their coupled partners. Either way, coupled
+    rows the scope filters left out are then read by id, so that out of scope and missing differ."""
+    if since is None and records is None:
+        bc, dv, relevant, scope = bc_side.read(), dv_side.read(), own, "full"
+    else:
+        wanted = {str(r).lower() for r in records or ()}
+        named = [r for r in wanted if not _is_guid(r)]  # only coupling ids of a file ledger are not GUIDs
+        strange = sorted(set(named) - set(own["coupling_id"][_isin(own["coupling_id"], named)]))
+        if strange:
+            raise ValueError(
+                f"records= takes BC ids, Dataverse ids or coupling ids, not: {', '.join(strange[:5])}"
+            )
+        bc_parts, dv_parts = [bc_side.blank()], [dv_side.blank()]
+        if since is not None:
+            # an entity without a modification time (invoice lines) cannot be read incrementally
+            bc_parts.append(bc_side.read(Q.gt(m.bc_modified, since)) if m.bc_modified else bc_side.read())
+            dv_parts.append(dv_side.read(Q.gt(m.dv_modified, since)))
+        if wanted:
+            bc_parts.append(bc_side.read_ids(wanted, scoped=True))
+            dv_parts.append(dv_side.read_ids(wanted, scoped=True))
+        bc, dv = _concat(*bc_parts), _concat(*dv_parts)
+        touched = _isin(own["bc_id"], bc.index) | _isin(own["dataverse_id"], dv.index)
+        for column in ("bc_id", "dataverse_id", "coupling_id"):
+            touched |= _isin(own[column], wanted)
+        relevant = own[touched]
+        bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=True))
+        dv = _concat(
+            dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=True)
+        )
+        parts = (
+            f"since {since.isoformat()}" if since else "",
+            f"{len(wanted)} record id(s)" if wanted else "",
+        )
+        scope = ", ".join(p for p in parts if p)
+    bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=False))
+    dv = _concat(dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=False))
+    for attribute, target in m.dv_lookup_types.items():
+        dv["in_scope"] &= dv[_type_column(attribute)].fillna("").eq(target).to_numpy(dtype=bool)
+    return bc, dv, relevant, scope
 
 
 # -- the entry point -----------------------------------------------------------------------------------
@@ -657,7 +828,7 @@ def reconcile(
     m = mapping if isinstance(mapping, TableMapping) else catalog[mapping]
     if m.name not in catalog or catalog[m.name] is not m:
         catalog = Catalog({**catalog.mappings, m.name: m}, catalog.options, catalog.warnings)
-    refs = [catalog[f.transform.split(":", 1)[1]] for f in m.compared if f.transform and f.transform.startswith("lookup:")]
+    refs = [catalog[f.transform[7:]] for f in m.compared if f.transform and f.transform.startswith("lookup:")]
     check(catalog, ws, [m.name, *dict.fromkeys(r.name for r in refs)])
     tables = sorted({t for t in (m.bc_table_id, *(r.bc_table_id for r in refs)) if t is not None})
     ledger = ledgers.from_companion(ws.bc, tables) if couplings is None else ledgers.normalize(couplings)
@@ -665,43 +836,22 @@ def reconcile(
     company = company or (own_company(ws) if m.dv_company_field else None)
     ctx = _Context(ws, catalog, ledger)
     bc_side, dv_side = _bc_side(ws, m, progress), _dv_side(ws, m, company, progress)
-
-    if since is None and records is None:
-        scope = "full"
-        bc, dv, relevant = bc_side.read(), dv_side.read(), own
-    else:
-        wanted = {str(r).lower() for r in records or ()}
-        bc_parts, dv_parts = [bc_side.blank()], [dv_side.blank()]
-        if since is not None:
-            bc_parts.append(bc_side.read(Q.gt(m.bc_modified, since)) if m.bc_modified else bc_side.read())
-            dv_parts.append(dv_side.read(Q.gt(m.dv_modified, since)))
-        if wanted:
-            bc_parts.append(bc_side.read_ids(wanted, scoped=True))
-            dv_parts.append(dv_side.read_ids(wanted, scoped=True))
-        bc, dv = _concat(*bc_parts), _concat(*dv_parts)
-        touched = _isin(own["bc_id"], bc.index) | _isin(own["dataverse_id"], dv.index)
-        touched |= _isin(own["bc_id"], wanted) | _isin(own["dataverse_id"], wanted) | _isin(own["coupling_id"], wanted)
-        relevant = own[touched]
-        bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=True))
-        dv = _concat(dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=True))
-        scope = ", ".join(p for p in (f"since {since.isoformat()}" if since else "", f"{len(wanted)} record id(s)" if wanted else "") if p)
-    bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=False))
-    dv = _concat(dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=False))
-    for attribute, target in m.dv_lookup_types.items():
-        dv["in_scope"] &= dv[_type_column(attribute)].fillna("").eq(target).to_numpy(dtype=bool)
-
+    bc, dv, relevant, scope = _read(m, bc_side, dv_side, own, since, records)
     coupled, values, diff = _classify(ctx, m, relevant, bc, dv)
     lonely_bc = bc[bc["in_scope"].to_numpy(dtype=bool) & ~_isin(bc.index, own["bc_id"])]
     lonely_dv = dv[dv["in_scope"].to_numpy(dtype=bool) & ~_isin(dv.index, own["dataverse_id"])]
     candidates = _candidates(ctx, m, lonely_bc, lonely_dv, threshold)
-    parts = [coupled, _uncoupled(m, "bc", lonely_bc, m.bc_key, m.bc_modified),
-             _uncoupled(m, "dataverse", lonely_dv, None, m.dv_modified)]
-    out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else coupled
+    parts = [
+        coupled,
+        _uncoupled("bc", lonely_bc, m.bc_key, m.bc_modified),
+        _uncoupled("dataverse", lonely_dv, None, m.dv_modified),
+    ]
+    out = (
+        pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else coupled
+    )
     for col in RECORD_COLUMNS:
         if col not in out.columns:
             out[col] = pd.NA
     out = _attach_matches(out[list(RECORD_COLUMNS)], candidates)
-    warnings = [] if matching is not None else ["d365kit.matching is not available: no match candidates"]
     read = {"bc": len(bc), "dataverse": len(dv), "couplings": len(relevant)}
-    return ReconcileResult(m, out, values, candidates, diff, scope, read, time.perf_counter() - started, warnings)
-
+    return ReconcileResult(m, out, values, candidates, diff, scope, read, time.perf_counter() - started)

@@ -47,18 +47,26 @@ def test_from_file_reads_bc_captions_braced_guids_and_yes_no(tmp_path):
     assert first["coupling_id"] == f"{GUID_A}:{GUID_B}"  # the page has no SystemId column
     assert first["last_synch_modified_on"] == pd.Timestamp("2026-11-20T11:30:00Z")
     assert first["last_synch_crm_modified_on"] == pd.Timestamp("2026-11-20T11:31:00Z")
-    assert (first["last_synch_result"], first["last_synch_crm_result"], bool(first["skipped"])) == ("", "Failure", True)
+    assert (first["last_synch_result"], first["last_synch_crm_result"], bool(first["skipped"])) == (
+        "",
+        "Failure",
+        True,
+    )
     assert pd.isna(ledger.iloc[1]["last_synch_modified_on"]) and not ledger.iloc[1]["skipped"]
     # times without an offset can be read in another timezone
     berlin = C.from_file(path, tz="Europe/Berlin")
     assert berlin.iloc[0]["last_synch_modified_on"] == pd.Timestamp("2026-11-20T10:30:00Z")
-    assert C.duplicates(ledger)[["side", "id", "count"]].to_dict("records") == [{"side": "bc", "id": GUID_A, "count": 2}]
+    assert C.duplicates(ledger)[["side", "id", "count"]].to_dict("records") == [
+        {"side": "bc", "id": GUID_A, "count": 2}
+    ]
 
 
 def test_from_file_names_missing_columns(tmp_path):
     path = tmp_path / "wrong.csv"
     path.write_text("CRM ID,Integration,Table ID\nx,y,18\n")
-    with pytest.raises(C.LedgerError, match=r"wrong.csv: no column\(s\) 'Integration ID'; expected BC's captions"):
+    with pytest.raises(
+        C.LedgerError, match=r"wrong.csv: no column\(s\) 'Integration ID'; expected BC's captions"
+    ):
         C.from_file(path)
 
 
@@ -93,7 +101,10 @@ def test_from_journal_reads_the_couplings_table_and_skips_removed_ones(tmp_path)
     assert ledger["skipped"].tolist() == [False, True]
     assert ledger["last_synch_modified_on"].iloc[0] == pd.Timestamp("2026-11-20T11:30:00Z")
     dup = C.duplicates(ledger)
-    assert dup[["side", "id"]].values.tolist() == [["dataverse", GUID_B]] and dup["coupling_ids"][0] == ("c1", "c2")
+    assert dup[["side", "id"]].values.tolist() == [["dataverse", GUID_B]] and dup["coupling_ids"][0] == (
+        "c1",
+        "c2",
+    )
     with pytest.raises(C.LedgerError, match="not a d365kit journal"):
         C.from_journal(tmp_path / "missing.sqlite")
 

@@ -132,7 +132,11 @@ def test_a_misspelled_field_names_the_mapping_the_field_and_the_closest_names(ws
 def test_an_unknown_entity_is_reported_with_the_closest_entity_sets(ws):
     bad = load_catalog(
         overrides=[
-            {"mapping": [{"name": "CUSTOMER", "extends": True, "bc_entity": "custmers", "dv_entity": "acount"}]}
+            {
+                "mapping": [
+                    {"name": "CUSTOMER", "extends": True, "bc_entity": "custmers", "dv_entity": "acount"}
+                ]
+            }
         ]
     )
     issues = issues_of(bad, ws, "CUSTOMER")
@@ -152,7 +156,13 @@ def test_bad_filters_transforms_and_directions_are_reported(ws):
                         "extends": True,
                         "bc_filter": "blocekd eq false",
                         "direction": "to_dataverse",
-                        "field": [{"bc": "baseUnitOfMeasureCode", "dv": "defaultuomscheduleid", "transform": "lookup:UNIT OF MESURE"}],
+                        "field": [
+                            {
+                                "bc": "baseUnitOfMeasureCode",
+                                "dv": "defaultuomscheduleid",
+                                "transform": "lookup:UNIT OF MESURE",
+                            }
+                        ],
                     }
                 ]
             }
@@ -160,17 +170,24 @@ def test_bad_filters_transforms_and_directions_are_reported(ws):
     )
     text = "\n".join(map(str, issues_of(bad, ws, "ITEM-PRODUCT")))
     assert "BC filter names 'blocekd', which 'items' does not have; closest valid names: 'blocked'" in text
-    assert "transform 'lookup:UNIT OF MESURE' names no mapping of the catalog; closest valid names: 'UNIT OF MEASURE'" in text
+    assert (
+        "transform 'lookup:UNIT OF MESURE' names no mapping of the catalog; closest valid names: 'UNIT OF MEASURE'"
+        in text
+    )
     assert "field displayName: field direction bidirectional contradicts the table's to_dataverse" in text
 
 
 def test_a_malformed_override_file_fails_to_load_with_suggestions(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('[[mapping]]\nname = "CUSTOMER"\nextends = true\ndv_filtre = "statecode eq 0"\n')
-    with pytest.raises(CatalogError, match=r"mapping CUSTOMER: unknown key 'dv_filtre'; closest valid names: 'dv_filter'"):
+    with pytest.raises(
+        CatalogError, match=r"mapping CUSTOMER: unknown key 'dv_filtre'; closest valid names: 'dv_filter'"
+    ):
         load_catalog(overrides=[path])
     path.write_text('[[mapping]]\nname = "CUSTOMR"\nextends = true\n')
-    with pytest.raises(CatalogError, match=r"extends a mapping that does not exist; closest valid names: 'CUSTOMER'"):
+    with pytest.raises(
+        CatalogError, match=r"extends a mapping that does not exist; closest valid names: 'CUSTOMER'"
+    ):
         load_catalog(overrides=[path])
 
 
@@ -282,8 +299,19 @@ def test_lookup_through_couplings_both_ways():
 def test_option_maps_both_ways_with_codes_and_with_ids():
     terms = {"NET30": 1, "2%10NET30": 2, "NET45": 3, "NET60": 4}
     codes = OptionTransform("payment_terms", terms)
-    assert codes.to_dataverse(s("NET30", "2%10NET30", "NET60", "COD", None)).tolist() == [1, 2, 4, pd.NA, pd.NA]
-    assert codes.from_dataverse(pd.Series([3, 1, 7, None], dtype="Int64")).tolist() == ["NET45", "NET30", pd.NA, pd.NA]
+    assert codes.to_dataverse(s("NET30", "2%10NET30", "NET60", "COD", None)).tolist() == [
+        1,
+        2,
+        4,
+        pd.NA,
+        pd.NA,
+    ]
+    assert codes.from_dataverse(pd.Series([3, 1, 7, None], dtype="Int64")).tolist() == [
+        "NET45",
+        "NET30",
+        pd.NA,
+        pd.NA,
+    ]
     ids = pd.Series(["NET30", "NET45", "COD"], index=["id-30", "id-45", "id-cod"])
     by_id = OptionTransform("payment_terms", terms, ids)
     assert by_id.to_dataverse(s("ID-30", "id-45", "id-cod")).tolist() == [1, 3, pd.NA]
@@ -328,7 +356,9 @@ def test_comparison_normalisation(kind, left, right, same):
 
 def test_case_sensitivity_and_tolerance_are_per_field():
     a, b = pd.Series(["Adatum"]), pd.Series(["ADATUM"])
-    assert equal(normalize(a, "text", case_sensitive=True), normalize(b, "text", case_sensitive=True), "text").tolist() == [False]
+    assert equal(
+        normalize(a, "text", case_sensitive=True), normalize(b, "text", case_sensitive=True), "text"
+    ).tolist() == [False]
     x, y = pd.Series([100.0]), pd.Series([100.4])
     assert equal(x, y, "decimal", tolerance=0.5).tolist() == [True]
     assert equal(x, y, "decimal").tolist() == [False]

@@ -89,9 +89,7 @@ def _read(source: str | Path | dict[str, Any]) -> dict[str, Any]:
 
 
 def _unknown_keys(entry: dict[str, Any], allowed: set[str], mapping: str, fld: str | None) -> list[Issue]:
-    return [
-        Issue(mapping, f"unknown key {k!r}", fld, _close(k, allowed)) for k in entry if k not in allowed
-    ]
+    return [Issue(mapping, f"unknown key {k!r}", fld, _close(k, allowed)) for k in entry if k not in allowed]
 
 
 def _parse_field(d: dict[str, Any], mapping: str) -> tuple[FieldMapping | None, list[Issue]]:
@@ -103,7 +101,9 @@ def _parse_field(d: dict[str, Any], mapping: str) -> tuple[FieldMapping | None, 
         issues.append(Issue(mapping, f"compare {d['compare']!r} is not one of {COMPARE_KINDS}", label))
     transform = d.get("transform")
     if transform is not None and transform.split(":", 1)[0] not in ("lookup", "option"):
-        issues.append(Issue(mapping, f"transform {transform!r} is not 'lookup:<MAPPING>' or 'option:<name>'", label))
+        issues.append(
+            Issue(mapping, f"transform {transform!r} is not 'lookup:<MAPPING>' or 'option:<name>'", label)
+        )
     if issues:
         return None, issues
     kw = {"bc": None, "dv": None, **{k: v for k, v in d.items() if k != "remove"}}
@@ -149,7 +149,9 @@ def parse_catalog(data: dict[str, Any]) -> Catalog:
     options = {}
     for name, od in data.get("options", {}).items():
         issues += _unknown_keys(od, _OPTION_KEYS, f"options.{name}", None)
-        options[name] = OptionMap(name, {str(k): int(v) for k, v in od.get("values", {}).items()}, od.get("bc_entity"))
+        options[name] = OptionMap(
+            name, {str(k): int(v) for k, v in od.get("values", {}).items()}, od.get("bc_entity")
+        )
     if issues:
         raise CatalogError(issues)
     return Catalog(mappings, options)
@@ -175,7 +177,11 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
             by_name.pop(name, None)
         elif od.get("extends"):
             if name not in by_name:
-                issues.append(Issue(str(name), "extends a mapping that does not exist", None, _close(str(name), by_name)))
+                issues.append(
+                    Issue(
+                        str(name), "extends a mapping that does not exist", None, _close(str(name), by_name)
+                    )
+                )
                 continue
             entry = by_name[name]
             fields = [dict(f) for f in entry.get("field", [])]
@@ -310,7 +316,9 @@ def _check_bc(m: TableMapping, et: EntityType, what: str, name: str, fld: str | 
 def _check_dv(m: TableMapping, et: EntityType, what: str, name: str, fld: str | None) -> list[Issue]:
     if dv_column(et, name) is not None:
         return []
-    return [Issue(m.name, f"Dataverse {m.dv_entity!r} has no {what} {name!r}", fld, _close(name, _dv_names(et)))]
+    return [
+        Issue(m.name, f"Dataverse {m.dv_entity!r} has no {what} {name!r}", fld, _close(name, _dv_names(et)))
+    ]
 
 
 def _check_filter(m: TableMapping, et: EntityType, text: str | None, side: str) -> list[Issue]:
@@ -319,7 +327,12 @@ def _check_filter(m: TableMapping, et: EntityType, text: str | None, side: str) 
         if name not in et.properties:
             entity = m.bc_entity if side == "BC" else m.dv_entity
             issues.append(
-                Issue(m.name, f"{side} filter names {name!r}, which {entity!r} does not have", None, _close(name, et.properties))
+                Issue(
+                    m.name,
+                    f"{side} filter names {name!r}, which {entity!r} does not have",
+                    None,
+                    _close(name, et.properties),
+                )
             )
     return issues
 
@@ -338,9 +351,23 @@ def _validate_mapping(
         return [Issue(m.name, f"BC API {m.api_path!r} is not available ({exc})")]
     bc_et, dv_et = _entity(bc_md, m.bc_entity), _entity(dv_md, m.dv_entity)
     if bc_et is None:
-        issues.append(Issue(m.name, f"BC ({m.api_path}) has no entity set {m.bc_entity!r}", None, _close(m.bc_entity, bc_md.entity_sets)))
+        issues.append(
+            Issue(
+                m.name,
+                f"BC ({m.api_path}) has no entity set {m.bc_entity!r}",
+                None,
+                _close(m.bc_entity, bc_md.entity_sets),
+            )
+        )
     if dv_et is None:
-        issues.append(Issue(m.name, f"Dataverse has no entity set {m.dv_entity!r}", None, _close(m.dv_entity, dv_md.entity_sets)))
+        issues.append(
+            Issue(
+                m.name,
+                f"Dataverse has no entity set {m.dv_entity!r}",
+                None,
+                _close(m.dv_entity, dv_md.entity_sets),
+            )
+        )
     if bc_et is not None:
         for what, name in (("key", m.bc_key), ("modification time", m.bc_modified)):
             if name:
@@ -371,13 +398,33 @@ def _validate_transform(
     kind, _, target = f.transform.partition(":")
     if kind == "lookup":
         if target not in catalog.mappings:
-            return [Issue(m.name, f"transform {f.transform!r} names no mapping of the catalog", f.label, _close(target, catalog.mappings))]
+            return [
+                Issue(
+                    m.name,
+                    f"transform {f.transform!r} names no mapping of the catalog",
+                    f.label,
+                    _close(target, catalog.mappings),
+                )
+            ]
         if not catalog.mappings[target].bc_key:
-            return [Issue(m.name, f"transform {f.transform!r}: mapping {target} has no bc_key to look up by", f.label)]
+            return [
+                Issue(
+                    m.name,
+                    f"transform {f.transform!r}: mapping {target} has no bc_key to look up by",
+                    f.label,
+                )
+            ]
         return []
     option = catalog.options.get(target)
     if option is None:
-        return [Issue(m.name, f"transform {f.transform!r} names no option map", f.label, _close(target, catalog.options))]
+        return [
+            Issue(
+                m.name,
+                f"transform {f.transform!r} names no option map",
+                f.label,
+                _close(target, catalog.options),
+            )
+        ]
     if f.comparable and option.bc_entity and option.bc_entity not in bc_metadata(_OPTION_API).entity_sets:
         return [Issue(m.name, f"option map {target!r}: BC has no entity set {option.bc_entity!r}", f.label)]
     return []
@@ -398,7 +445,13 @@ def validate(
         issues += _validate_mapping(m, catalog, bc_metadata, dv_metadata)
         for f in m.fields:
             if f.direction != m.direction and m.direction != "bidirectional":
-                issues.append(Issue(m.name, f"field direction {f.direction} contradicts the table's {m.direction}", f.label))
+                issues.append(
+                    Issue(
+                        m.name,
+                        f"field direction {f.direction} contradicts the table's {m.direction}",
+                        f.label,
+                    )
+                )
     return issues
 
 

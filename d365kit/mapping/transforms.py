@@ -22,7 +22,7 @@ A transform is two-way: ``to_dataverse(bc_values)`` gives what BC's sync would w
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pandas as pd
@@ -55,14 +55,21 @@ def kind_of(edm_type: str | None) -> str:
 # -- BC enum spelling ------------------------------------------------------------------------------
 
 
+def _by_distinct(values: pd.Series, convert: Callable[[str], str]) -> pd.Series:
+    """``convert`` applied once per distinct value (enum columns hold a handful), then mapped."""
+    values = values.astype("string")
+    distinct = values.dropna().unique()
+    return values.map(dict(zip(distinct, map(convert, distinct), strict=True))).astype("string")
+
+
 def bc_enum_decode(values: pd.Series) -> pd.Series:
     """``In_x0020_Progress`` -> ``In Progress`` (any ``_xHHHH_`` escape)."""
-    return values.astype("string").str.replace(_ESCAPE, lambda m: chr(int(m.group(1), 16)), regex=True)
+    return _by_distinct(values, lambda v: _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), v))
 
 
 def bc_enum_encode(values: pd.Series) -> pd.Series:
     """``In Progress`` -> ``In_x0020_Progress`` (characters outside ``[0-9A-Za-z_]`` escaped)."""
-    return values.astype("string").str.replace(_NEEDS_ESCAPE, lambda m: f"_x{ord(m.group(0)):04X}_", regex=True)
+    return _by_distinct(values, lambda v: _NEEDS_ESCAPE.sub(lambda m: f"_x{ord(m.group(0)):04X}_", v))
 
 
 # -- lookups and options ---------------------------------------------------------------------------
@@ -130,7 +137,9 @@ class OptionTransform:
         return self.bc_label(values).map(dict(self.values)).astype("Int64")
 
     def from_dataverse(self, values: pd.Series) -> pd.Series:
-        codes = pd.to_numeric(values, errors="coerce").astype("Int64").map({v: k for k, v in self.values.items()})
+        codes = (
+            pd.to_numeric(values, errors="coerce").astype("Int64").map({v: k for k, v in self.values.items()})
+        )
         if self.ids is None:
             return codes.astype("string")
         by_code = pd.Series(self.ids.index.to_numpy(), index=self.ids.to_numpy())
