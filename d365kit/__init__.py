@@ -1,6 +1,7 @@
 """d365kit: analyst toolkit for the Business Central <-> Dynamics 365 Sales integration."""
 
 from d365kit.config import ConfigError, Profile, get_profile
+from d365kit.mapping import Catalog, CatalogError, load_catalog
 from d365kit.odata.errors import (
     AuthenticationError,
     BadRequestError,
@@ -12,6 +13,7 @@ from d365kit.odata.errors import (
     TransportError,
 )
 from d365kit.odata.query import Q, Query
+from d365kit.reconcile import ReconcileResult
 from d365kit.workspace import Workspace, connect
 
 __version__ = "0.1.0"
@@ -19,6 +21,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "Catalog",
+    "CatalogError",
     "ConfigError",
     "ConflictError",
     "D365Error",
@@ -27,10 +31,12 @@ __all__ = [
     "Profile",
     "Q",
     "Query",
+    "ReconcileResult",
     "ThrottledError",
     "TransportError",
     "Workspace",
     "__version__",
     "connect",
     "get_profile",
+    "load_catalog",
 ]

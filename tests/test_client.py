@@ -29,9 +29,9 @@ from d365kit.odata.session import ODataSession, PinnedSession, RetryPolicy
 def test_public_api_is_pinned():
     assert sorted(d365kit.__all__) == sorted(
         [
-            "AuthenticationError", "BadRequestError", "ConfigError", "ConflictError", "D365Error", "NotFoundError",
-            "ODataError", "Profile", "Q", "Query", "ThrottledError", "TransportError", "Workspace", "__version__",
-            "connect", "get_profile",
+            "AuthenticationError", "BadRequestError", "Catalog", "CatalogError", "ConfigError", "ConflictError", "D365Error", "NotFoundError",
+            "ODataError", "Profile", "Q", "Query", "ReconcileResult", "ThrottledError", "TransportError", "Workspace", "__version__",
+            "connect", "get_profile", "load_catalog",
         ]
     )
     for name in d365kit.__all__:
