@@ -130,13 +130,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from d365kit.demo import run_demo
 
-    return run_demo(Path(args.data_dir) if args.data_dir else None)
+    return run_demo(Path(args.data_dir) if args.data_dir else None, Path(args.out) if args.out else None)
 
 
 def _print_run(result: RunResult) -> None:
-    where = result.html or result.executed or result.notebook
-    line = f"{result.notebook.name}: {result.status} in {result.seconds:.1f} s -> {where}"
-    print(line if result.ok else f"{line}\n  {result.error}", file=sys.stdout if result.ok else sys.stderr)
+    print(result.describe(), file=sys.stdout if result.ok else sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -227,8 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--json", action="store_true", help="print JSON instead of shell exports")
     env.set_defaults(func=cmd_sandbox_env)
 
-    demo = sub.add_parser("demo", help="the main job: sandbox + round trip (+ notebooks and reports later)")
-    data_dir_arg(demo)
+    demo = sub.add_parser(
+        "demo", help="the main job: sandbox, round trip, the four notebooks headlessly, the HTML report"
+    )
+    demo.add_argument(
+        "--data-dir", help="use (or attach to) the sandbox on this folder (default: a fresh one in a temp folder)"
+    )
+    demo.add_argument("--out", help="report folder (default: reports/<UTC timestamp>/)")
     demo.set_defaults(func=cmd_demo)
 
     def parameter_arg(p: argparse.ArgumentParser) -> None:

@@ -1,25 +1,31 @@
-"""``d365kit demo``: the main job, end to end against the sandbox.
+"""``d365kit demo`` (``make demo``): the main job, end to end against the sandbox.
 
-Today it starts (or attaches to) the sandbox and proves a token + read + write round trip on both services
-through msal, requests, HTTPS and OData, exactly as against a real tenant; then says what to do next.
-The write leaves no trace: it creates a row, updates it with its ETag, shows the stale-ETag conflict and
-deletes it again, so the seeded data and its manifest stay true.
+1. Start a fresh sandbox in a temporary folder (or attach to the one running on ``--data-dir``).
+2. Prove the plumbing in a few lines: msal tokens, a paged read and an ETag-guarded write on both services
+   over HTTPS and OData, exactly as against a real tenant. The write leaves no trace (create, update with
+   its ETag, a stale ETag refused, delete), so the seeded data and its manifest stay true.
+3. Run the four notebooks headlessly (papermill) against it, selective sync as a dry run, and write the
+   HTML report (``reports/<UTC timestamp>/index.html``); print the index path last.
+
+Exit status 1 when a notebook failed (the report still shows the others and the failure).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import tempfile
 import uuid
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import msal
 
 from d365kit.odata.session import PinnedSession
-
-DEMO_DIR = Path(".d365kit") / "sandbox"
 
 
 def _say(step: str, text: str) -> None:
@@ -36,7 +42,9 @@ def _token(facts: dict[str, Any], http: PinnedSession, scope: str) -> str:
     )
     result = app.acquire_token_for_client(scopes=[scope])
     if "access_token" not in result:
-        raise RuntimeError(f"token request for {scope} failed: {result.get('error')}: {result.get('error_description')}")
+        raise RuntimeError(
+            f"token request for {scope} failed: {result.get('error')}: {result.get('error_description')}"
+        )
     return result["access_token"]
 
 
@@ -53,23 +61,40 @@ def round_trip(facts: dict[str, Any]) -> dict[str, Any]:
     dv = {"Authorization": f"Bearer {_token(facts, http, facts['dataverse_scope'])}"}
     _say("token", "msal acquired a Business Central and a Dataverse token (client secret, RS256).")
 
-    companies = _check(http.get(f"{facts['bc_url']}/companies", headers=bc), 200, "BC companies").json()["value"]
+    companies = _check(http.get(f"{facts['bc_url']}/companies", headers=bc), 200, "BC companies").json()[
+        "value"
+    ]
     company = companies[0]
     customers, url, pages = 0, f"{facts['bc_url']}/companies({company['id']})/customers?$select=id,number", 0
     while url:
-        page = _check(http.get(url, headers={**bc, "Prefer": "odata.maxpagesize=25"}), 200, "BC customers").json()
+        page = _check(
+            http.get(url, headers={**bc, "Prefer": "odata.maxpagesize=25"}), 200, "BC customers"
+        ).json()
         customers += len(page["value"])
         pages += 1
         url = page.get("@odata.nextLink")
-    accounts = int(_check(http.get(f"{facts['dataverse_api_url']}/accounts/$count", headers=dv), 200, "DV count").text)
-    _say("read", f"BC company {company['name']!r}: {customers} customers in {pages} pages; Dataverse: {accounts} accounts.")
+    accounts = int(
+        _check(http.get(f"{facts['dataverse_api_url']}/accounts/$count", headers=dv), 200, "DV count").text
+    )
+    _say(
+        "read",
+        f"BC company {company['name']!r}: {customers} customers in {pages} pages; Dataverse: {accounts} accounts.",
+    )
 
     account_id = str(uuid.uuid4())
     accounts_url = f"{facts['dataverse_api_url']}/accounts"
-    _check(http.post(accounts_url, json={"accountid": account_id, "name": "d365kit demo"}, headers=dv), 204, "create")
+    _check(
+        http.post(accounts_url, json={"accountid": account_id, "name": "d365kit demo"}, headers=dv),
+        204,
+        "create",
+    )
     row_url = f"{accounts_url}({account_id})"
     etag = _check(http.get(row_url, headers=dv), 200, "read back").json()["@odata.etag"]
-    _check(http.patch(row_url, json={"telephone1": "+1 425 555 0100"}, headers={**dv, "If-Match": etag}), 204, "update")
+    _check(
+        http.patch(row_url, json={"telephone1": "+1 425 555 0100"}, headers={**dv, "If-Match": etag}),
+        204,
+        "update",
+    )
     stale = http.patch(row_url, json={"telephone1": "+1 425 555 0199"}, headers={**dv, "If-Match": etag})
     _check(stale, 412, "stale update")
     phone = _check(http.get(row_url, headers=dv), 200, "read back").json()["telephone1"]
@@ -80,14 +105,22 @@ def round_trip(facts: dict[str, Any]) -> dict[str, Any]:
         f"with 412 ({stale.json()['error']['message']!r}), then deleted.",
     )
     customers_url = f"{facts['bc_url']}/companies({company['id']})/customers"
-    created = _check(http.post(customers_url, json={"displayName": "d365kit demo"}, headers=bc), 201, "BC create").json()
+    created = _check(
+        http.post(customers_url, json={"displayName": "d365kit demo"}, headers=bc), 201, "BC create"
+    ).json()
     row_url = f"{customers_url}({created['id']})"
     updated = _check(
-        http.patch(row_url, json={"phoneNumber": "+1 425 555 0100"}, headers={**bc, "If-Match": created["@odata.etag"]}),
+        http.patch(
+            row_url,
+            json={"phoneNumber": "+1 425 555 0100"},
+            headers={**bc, "If-Match": created["@odata.etag"]},
+        ),
         200,
         "BC update",
     ).json()
-    conflict = http.patch(row_url, json={"phoneNumber": "+1 425 555 0199"}, headers={**bc, "If-Match": created["@odata.etag"]})
+    conflict = http.patch(
+        row_url, json={"phoneNumber": "+1 425 555 0199"}, headers={**bc, "If-Match": created["@odata.etag"]}
+    )
     _check(conflict, 409, "BC stale update")
     _check(http.delete(row_url, headers={**bc, "If-Match": updated["@odata.etag"]}), 204, "BC delete")
     _say(
@@ -98,11 +131,32 @@ def round_trip(facts: dict[str, Any]) -> dict[str, Any]:
     return {"company": company["name"], "customers": customers, "pages": pages, "accounts": accounts}
 
 
-def run_demo(data_dir: Path | None = None) -> int:
+@contextmanager
+def _sandbox_dir(data_dir: Path) -> Iterator[None]:
+    """Point the built-in ``sandbox`` profile (and so every notebook kernel started meanwhile) at ``data_dir``."""
+    saved = os.environ.get("D365KIT_SANDBOX_DIR")
+    os.environ["D365KIT_SANDBOX_DIR"] = str(data_dir)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("D365KIT_SANDBOX_DIR", None)
+        else:
+            os.environ["D365KIT_SANDBOX_DIR"] = saved
+
+
+def run_demo(
+    data_dir: Path | None = None,
+    out_dir: Path | None = None,
+    notebooks: Iterable[str | Path] | None = None,
+) -> int:
+    """Sandbox, round trip, the notebooks and their report; 0 when every notebook ran, else 1."""
+    from d365kit.report import build_report
     from d365kit.sandbox.server import Sandbox, read_running
 
-    data_dir = data_dir or DEMO_DIR
     with ExitStack() as stack:
+        if data_dir is None:  # a fresh seed every time, removed afterwards (after the sandbox stops)
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="d365kit-demo-")))
         facts = read_running(data_dir)
         if facts:
             _say("sandbox", f"attached to the sandbox already running at {facts['authority']}")
@@ -117,11 +171,20 @@ def run_demo(data_dir: Path | None = None) -> int:
             + ", ".join(f"{c} {n}" for c, n in sorted(by_category.items())),
         )
         round_trip(facts)
+        _say(
+            "notebooks",
+            "running them headlessly (papermill) against the sandbox; selective sync is a dry run",
+        )
+        with _sandbox_dir(Path(facts["data_dir"])):
+            report = build_report(notebooks, out_dir, profile="sandbox")
+    for result in report.results:
+        print(f"[report] {result.describe()}", file=sys.stdout if result.ok else sys.stderr, flush=True)
+    failed = [r.notebook.name for r in report.results if not r.ok]
     print(
-        "\nNext:\n"
-        f"  .venv/bin/d365kit sandbox start --data-dir {data_dir}   # keep a sandbox running (foreground)\n"
-        f'  eval "$(.venv/bin/d365kit sandbox env --data-dir {data_dir})"   # its URLs, ids and CA as exports\n'
-        "  make test                                   # the test suite, against its own sandbox\n"
-        "The notebooks, reconcile and selective sync build on this; see README.md."
+        "\nInteractive: make lab   (JupyterLab on notebooks/; the sandbox profile starts a sandbox in the kernel)\n"
+        "Tests:       make test\n"
+        + (f"FAILED:      {', '.join(failed)} (see the report)\n" if failed else "")
+        + "Report:"
     )
-    return 0
+    print(report.index.resolve(), flush=True)
+    return 1 if failed else 0

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from d365kit import couplings as ledgers
 from d365kit import matching
+from d365kit.compare import field_differs
 from d365kit.frames import convert, rows_to_frame
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
 from d365kit.mapping.transforms import (
@@ -51,7 +52,6 @@ from d365kit.mapping.transforms import (
     OptionTransform,
     Transform,
     bc_enum_decode,
-    equal,
     kind_of,
     normalize,
 )
@@ -327,6 +327,19 @@ class _Context:
 
 # -- comparing and categorizing ----------------------------------------------------------------------
 
+# The sync planner (d365kit.sync) compares rows it reads itself by the same rules, with the same transforms.
+TransformContext = _Context
+
+
+def field_differences(
+    ctx: _Context, m: TableMapping, bc: pd.DataFrame, dv: pd.DataFrame, bc_ids: pd.Series, dv_ids: pd.Series
+) -> pd.DataFrame:
+    """Boolean frame (one row per ``bc_ids``/``dv_ids`` pair, by position x compared Dataverse attribute):
+    the field differs, as reconcile judges it. ``bc``/``dv`` are rows indexed by id (lower-case text) with
+    the compared columns (BC properties; Dataverse columns as ``dv_column`` names them)."""
+    b, d = _Aligned(bc, bc_ids.reset_index(drop=True)), _Aligned(dv, dv_ids.reset_index(drop=True))
+    return _differences(ctx, m, b, d)
+
 
 def _differences(ctx: _Context, m: TableMapping, b: _Aligned, d: _Aligned) -> pd.DataFrame:
     """Boolean frame (rows of ``b``/``d`` aligned by position x Dataverse attribute): the field differs."""
@@ -335,12 +348,11 @@ def _differences(ctx: _Context, m: TableMapping, b: _Aligned, d: _Aligned) -> pd
     for f in m.compared:
         t, kind = ctx.transform(m, f), ctx.kind(m, f)
         raw = ctx.bc_values(m, f, b[f.bc])
-        left = normalize(t.to_dataverse(raw) if t else raw, kind, f.case_sensitive)
-        right = normalize(d[dv_column(et, f.dv)], kind, f.case_sensitive)  # type: ignore[arg-type]
-        differs = ~equal(left, right, kind, f.tolerance)
+        left, right = t.to_dataverse(raw) if t else raw, d[dv_column(et, f.dv)]  # type: ignore[arg-type]
+        differs = field_differs(left, right, kind, f.case_sensitive, f.tolerance)
         if f.not_null:
-            differs &= normalize(raw, "text").notna()
-        out[f.dv] = differs.to_numpy(dtype=bool)
+            differs &= normalize(raw, "text").notna().to_numpy(dtype=bool)
+        out[f.dv] = differs
     return pd.DataFrame(out, index=range(len(b.pos)), dtype=bool)
 
 

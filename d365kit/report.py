@@ -13,6 +13,9 @@ the figures as JSON ``[[name, value], ...]`` (a list, so their order survives nb
 ``FIGURES_MIME``. ``run_notebook`` reads every such output back from the executed notebook
 (later ones update earlier ones) and the report index shows them.
 
+Interactive cells. A cell tagged ``interactive`` (the ipywidgets panel of ``d365kit.widgets`` and its
+heading) runs headlessly like any other but is left out of the exported HTML, with the widget state.
+
 Secrets. Notebooks get a profile NAME and plain values only; ``check_parameters`` refuses parameters that
 look like secrets or tokens. Each notebook connects through its profile, which finds its own secret.
 """
@@ -35,9 +38,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 FIGURES_MIME = "application/vnd.d365kit.figures+json"
+INTERACTIVE_TAG = "interactive"  # cells showing widget panels: run headlessly, left out of the HTML
 KERNEL = "python3"
 CELL_TIMEOUT_S = 600
 NOTEBOOKS_DIR = Path("notebooks")
+CHECKOUT_NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 REPORTS_DIR = Path("reports")
 _OFFLINE_RENDERER = "d365kit_offline"
 _SECRET_NAME = re.compile(r"secret|password|passwd|token|credential|api_?key|private_?key", re.IGNORECASE)
@@ -124,6 +129,12 @@ class RunResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def describe(self) -> str:
+        """One line for a terminal (plus the error on a second line when it failed)."""
+        where = self.html or self.executed or self.notebook
+        line = f"{self.notebook.name}: {self.status} in {self.seconds:.1f} s -> {where}"
+        return line if self.ok else f"{line}\n  {self.error}"
+
 
 @dataclass
 class ReportResult:
@@ -198,10 +209,14 @@ def read_figures(executed: Path) -> dict[str, Any]:
 
 
 def export_html(executed: Path, target: Path) -> Path:
-    """The executed notebook as standalone HTML: outputs only (no code, no prompts), no CDN scripts."""
+    """The executed notebook as standalone HTML: outputs only (no code, no prompts), no CDN scripts.
+
+    Cells tagged ``interactive`` (the widget panels) are left out, and so is the widget state papermill
+    saves: a report has no kernel to drive them, and nbconvert would load the widget manager from a CDN."""
     import nbformat
     from jinja2 import DictLoader
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
 
     exporter = HTMLExporter(
         template_name="lab",
@@ -211,7 +226,10 @@ def export_html(executed: Path, target: Path) -> Path:
         exclude_input_prompt=True,
         exclude_output_prompt=True,
     )
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={INTERACTIVE_TAG}), enabled=True)
+    nb = nbformat.read(executed, as_version=4)
+    nb.metadata.pop("widgets", None)
+    body, _ = exporter.from_notebook_node(nb)
     target.write_text(body, encoding="utf-8")
     return target
 
@@ -266,8 +284,12 @@ def default_out_dir(now: datetime | None = None) -> Path:
     return REPORTS_DIR / (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
 
-def default_notebooks(folder: Path = NOTEBOOKS_DIR) -> list[Path]:
-    return sorted(folder.glob("*.ipynb"))
+def default_notebooks(folder: Path | None = None) -> list[Path]:
+    """The notebooks of ``folder``; by default ``notebooks/`` here, else those of the source checkout this
+    package runs from (so ``d365kit report`` and ``d365kit demo`` work from any folder of a clone)."""
+    if folder is not None:
+        return sorted(folder.glob("*.ipynb"))
+    return sorted(NOTEBOOKS_DIR.glob("*.ipynb")) or sorted(CHECKOUT_NOTEBOOKS.glob("*.ipynb"))
 
 
 def build_report(
@@ -280,7 +302,8 @@ def build_report(
     paths = [Path(p) for p in notebooks] if notebooks is not None else default_notebooks()
     if not paths:
         raise ValueError(
-            f"no notebooks to run: none given and none in {NOTEBOOKS_DIR}/ (run from the project folder)"
+            f"no notebooks to run: none given and none in {NOTEBOOKS_DIR}/ or {CHECKOUT_NOTEBOOKS}/ "
+            "(run from the project folder)"
         )
     out = Path(out_dir) if out_dir is not None else default_out_dir()
     params = {**(parameters or {}), "profile": profile}

@@ -14,9 +14,11 @@ from d365kit.odata.session import ODataSession, PinnedSession
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
     from d365kit.mapping import TableMapping
     from d365kit.reconcile import ReconcileResult
+    from d365kit.sync import SyncPlan, SyncRun
 
 # The services' own concurrency caps (api-contracts.md, Part D): the default per-service limit.
 BC_CONCURRENCY = 5
@@ -46,6 +48,33 @@ class Workspace:
         from d365kit.reconcile import reconcile  # imported on use: it brings pandas-heavy matching along
 
         return reconcile(self, mapping, since, records, **options)
+
+    def plan_sync(
+        self,
+        result_or_mapping: ReconcileResult | str | TableMapping | Iterable[ReconcileResult | str | TableMapping],
+        records: Iterable[str] | None = None,
+        categories: Iterable[str] | None = None,
+        direction: str | None = None,
+        conflict: str = "skip",
+        **options: Any,
+    ) -> SyncPlan:
+        """A dry run: what a selective sync would write (see ``d365kit.sync.plan``). Nothing is written."""
+        from d365kit.sync import plan_sync
+
+        return plan_sync(self, result_or_mapping, records, categories, direction, conflict, **options)
+
+    def apply(self, plan: SyncPlan, *, journal: str | Path | None = None, **options: Any) -> SyncRun:
+        """Write a plan, journaled (see ``d365kit.sync.apply``); ``journal`` defaults to
+        ``$D365KIT_JOURNAL``, else a per-user file for this profile."""
+        from d365kit.sync import apply
+
+        return apply(self, plan, journal=journal, **options)
+
+    def resume(self, run_id: str, *, journal: str | Path | None = None, **options: Any) -> SyncRun:
+        """Finish an interrupted run from its journal."""
+        from d365kit.sync import resume
+
+        return resume(self, run_id, journal=journal, **options)
 
 
 def connect(

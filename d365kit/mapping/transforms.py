@@ -24,7 +24,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 BLANK_GUID = "00000000-0000-0000-0000-000000000000"
@@ -157,6 +159,37 @@ def _text(values: pd.Series) -> pd.Series:
     return s.mask(s == "")
 
 
+def _ascii_only(arrow: Any) -> bool:
+    """No byte of the strings' data buffers is outside ASCII. A buffer may also hold bytes of values sliced
+    away, so "no" means "check value by value", never "not ASCII"."""
+    import pyarrow as pa
+
+    for chunk in arrow.chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return False
+        data = chunk.buffers()[2]
+        if data is not None and np.frombuffer(data, dtype=np.uint8).max(initial=0) >= 0x80:
+            return False
+    return True
+
+
+def _casefold(s: pd.Series) -> pd.Series:
+    """``s.str.casefold()``. Python's casefold runs once per value (0.7 s per million values); on
+    pyarrow-backed strings, ASCII values, whose casefold is their ASCII lower case, are lowered by pyarrow
+    and only the other values (``Straße`` -> ``strasse``) go through Python's casefold."""
+    if getattr(s.dtype, "storage", None) != "pyarrow":
+        return s.str.casefold()
+    import pyarrow.compute as pc
+
+    arrow = s.array.__arrow_array__()
+    out = pd.Series(pd.arrays.ArrowStringArray(pc.ascii_lower(arrow)), index=s.index, name=s.name, copy=False)
+    if not _ascii_only(arrow):
+        other = np.flatnonzero(~pc.fill_null(pc.string_is_ascii(arrow), True).to_numpy())
+        if len(other):
+            out.iloc[other] = s.iloc[other].str.casefold().to_numpy()
+    return out
+
+
 def normalize(values: pd.Series, kind: str, case_sensitive: bool = False) -> pd.Series:
     """The comparable form of ``values`` for a comparison ``kind`` (see the module docstring)."""
     if kind == "decimal":
@@ -179,7 +212,7 @@ def normalize(values: pd.Series, kind: str, case_sensitive: bool = False) -> pd.
         s = s.str.lower().str.replace(r"^[a-z]+://", "", regex=True).str.rstrip("/")
         return s.mask(s == "")
     if kind == "email" or not case_sensitive:
-        return s.str.casefold()
+        return _casefold(s)
     return s
 
 

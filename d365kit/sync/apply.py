@@ -1,0 +1,438 @@
+"""``apply(plan)`` and ``resume(run_id)``: run a plan through the journal, exactly once per operation.
+
+1. Refuse what the catalog forbids (``plan.check_operations``) before anything is written.
+2. Journal the run and every operation (state ``planned``).
+3. Mapping by mapping, in the plan's (dependency) order: record writes in bulk (``writers``), chunks sent
+   concurrently up to each service's concurrency cap. A chunk's operations are marked ``sent`` before the
+   request and marked again after its answer. An operation whose outcome is unclear (no answer, 5xx, 429
+   after the session's retries, "key exists" on a create) is verified by reading its target by id at the
+   start of the next round, after a back-off that honours ``Retry-After``; only what verification shows
+   was not applied is sent again, with the same client-chosen id and the same ``If-Match``. An operation
+   that depends on one that failed is not sent.
+4. Couplings (companion ``crmIntegrationRecords``, ``records.coupling_change``) and the journal's coupling
+   rows.
+5. Job and error rows: journal and companion API.
+
+``resume`` runs steps 3-5 again for a journaled run: operations still ``planned`` are sent, ``sent`` ones
+verified first, finished ones left alone, so a run killed at any point ends in the same state as one that
+was not. Choice (UNVERIFIED for real services' exact semantics): a create's retry relies on the service
+refusing a second row with the same primary key (BC 409 ``Internal_EntityWithSameKeyExists``, Dataverse
+412 ``DuplicateRecord``), which verification then confirms by reading the row.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from d365kit.bc import COMPANION
+from d365kit.odata.batch import Operation as Request
+from d365kit.odata.errors import D365Error, ODataError
+from d365kit.sync import read, records, writers
+from d365kit.sync.journal import Journal, default_path, now
+from d365kit.sync.model import FINAL, Operation, SyncPlanError
+from d365kit.sync.plan import SyncPlan, check_operations
+
+MAX_ROUNDS = 12
+MAX_WAIT = 30.0
+DATAVERSE_WORKERS = 16  # of Dataverse's 52 concurrent requests: the session's cap bounds it further
+
+
+# -- the result ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncRun:
+    """What a run did: every operation's end state, the job rows and error rows it wrote."""
+
+    run_id: str
+    journal: Path
+    operations: pd.DataFrame
+    jobs: pd.DataFrame
+    errors: pd.DataFrame
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """inserted / modified / unchanged / skipped / failed / coupled / uncoupled over the run's jobs."""
+        keys = ("inserted", "modified", "unchanged", "skipped", "failed", "coupled", "uncoupled")
+        return {k: int(self.jobs[k].sum()) if k in self.jobs else 0 for k in keys}
+
+    @property
+    def conflicts(self) -> pd.DataFrame:
+        return self.operations[self.operations["state"] == "conflict"].reset_index(drop=True)
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.operations[self.operations["state"] == "failed"].reset_index(drop=True)
+
+    @property
+    def ok(self) -> bool:
+        """Every operation done or skipped, every coupling change made."""
+        return bool(self.operations["state"].isin(["done", "skipped"]).all()) and not (
+            self.operations["coupling_state"] == "failed"
+        ).any()
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.operations
+
+    def summary(self) -> pd.DataFrame:
+        """Operations per mapping, kind and end state."""
+        if self.operations.empty:
+            return pd.DataFrame(columns=["mapping", "kind", "state", "operations"])
+        out = self.operations.groupby(["mapping", "kind", "state"], sort=False).size().rename("operations")
+        return out.reset_index()
+
+    def _repr_html_(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        return f"<p>SyncRun {self.run_id}: {counts} ({self.seconds:.1f} s)</p>" + self.summary().to_html(index=False)
+
+    def __repr__(self) -> str:
+        return f"SyncRun({self.run_id}, {self.counts})"
+
+
+# -- running ---------------------------------------------------------------------------------------------
+
+
+def _backoff(rounds: int, hint: float | None) -> float:
+    base = min(MAX_WAIT, 0.25 * 2 ** min(rounds, 7))
+    return min(MAX_WAIT, max(hint or 0.0, random.uniform(base / 2, base)))
+
+
+class _Executor:
+    """One run of one journal: the loop of steps 3-5 (see the module docstring)."""
+
+    def __init__(self, ws: Any, journal: Journal, run_id: str, *, progress: bool, batch_size: int | None):
+        self.ws, self.journal, self.run_id = ws, journal, run_id
+        self.progress, self.batch_size = progress, batch_size
+        frame = journal.operations(run_id)
+        self.ops: dict[str, Operation] = {op.op_id: op for op in frame["op"]}
+        self.order = list(self.ops)
+        self.state = dict(zip(frame["op_id"], frame["state"], strict=True))
+        self.stamp = dict(zip(frame["op_id"], frame["result_stamp"], strict=True))
+        self.coupling_state = dict(zip(frame["op_id"], frame["coupling_state"], strict=True))
+        self.last_error: dict[str, tuple[str | None, str | None]] = {}
+        self.duplicates: set[str] = set()
+        self.warnings: list[str] = []
+        workers = ws.bc.session.max_concurrency + min(ws.dataverse.session.max_concurrency, DATAVERSE_WORKERS)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="d365kit-sync")
+
+    def run(self) -> SyncRun:
+        started = time.perf_counter()
+        writes = [i for i in self.order if self.ops[i].write]
+        try:
+            with tqdm(total=len(writes), desc="apply", unit=" ops", disable=not self.progress, delay=1) as bar:
+                bar.update(sum(self.state[i] in FINAL for i in writes))
+                for mapping in dict.fromkeys(op.mapping for op in self.ops.values()):
+                    self._stage([self.ops[i] for i in self.order if self.ops[i].mapping == mapping], bar)
+            self._couplings()
+            self._jobs()
+        finally:
+            self.pool.shutdown(wait=True)
+        self.journal.finish_run(self.run_id)
+        return self._result(time.perf_counter() - started)
+
+    # records ---------------------------------------------------------------------------------------
+
+    def _finish(self, outcomes: list[writers.Outcome], bar: Any = None) -> None:
+        final = [o for o in outcomes if o.state in ("done", "conflict", "failed")]
+        for o in outcomes:
+            if o.state not in ("done", "resend"):
+                self.last_error[o.op_id] = (o.code, o.error)
+            if o.state == "duplicate":
+                self.duplicates.add(o.op_id)
+        for o in final:
+            self.state[o.op_id], self.stamp[o.op_id] = o.state, o.stamp
+        if final:
+            self.journal.mark(self.run_id, [(o.op_id, o.state, o.stamp, o.etag, o.code, o.error) for o in final])
+            if bar is not None:
+                bar.update(len(final))
+
+    def _blocked(self, op: Operation) -> str | None:
+        for dep in op.depends_on:
+            state = self.state.get(dep)
+            if state in ("failed", "conflict", "skipped"):
+                other = self.ops[dep]
+                return f"not sent: it depends on {other.mapping} {other.bc_key or other.bc_id} ({other.kind}), which ended {state}"
+        return None
+
+    def _groups(self, ops: list[Operation]) -> dict[tuple[str, str | None, str | None], list[Operation]]:
+        groups: dict[tuple[str, str | None, str | None], list[Operation]] = {}
+        for op in ops:
+            groups.setdefault((writers.side_of(op), op.target_set, op.target_api), []).append(op)
+        return groups
+
+    def _stage(self, ops: list[Operation], bar: Any) -> None:
+        quiet = [op for op in ops if op.write is None and self.state[op.op_id] == "planned"]
+        if quiet:
+            self._finish([writers.Outcome(op.op_id, "done") for op in quiet])
+        pending = [op for op in ops if op.write and self.state[op.op_id] not in FINAL]
+        uncertain = {op.op_id for op in pending if self.state[op.op_id] == "sent"}
+        rounds, hint = 0, None
+        while pending:
+            if rounds:
+                time.sleep(_backoff(rounds, hint))
+            if rounds >= MAX_ROUNDS:
+                self._give_up(pending, bar)
+                return
+            blocked = [(op, why) for op in pending if (why := self._blocked(op))]
+            self._finish([writers.Outcome(op.op_id, "failed", code="Dependency", error=why) for op, why in blocked], bar)
+            resend = self._verify([op for op in pending if op.op_id in uncertain and self.state[op.op_id] not in FINAL], bar)
+            uncertain -= {i for i in uncertain if self.state[i] in FINAL or i in resend}
+            ready = [
+                op for op in pending
+                if self.state[op.op_id] not in FINAL and op.op_id not in uncertain
+                and all(self.state.get(d) in FINAL for d in op.depends_on)
+            ]
+            hint = self._send(ready, uncertain, bar)
+            pending = [op for op in pending if self.state[op.op_id] not in FINAL]
+            rounds += 1
+
+    def _verify(self, ops: list[Operation], bar: Any) -> set[str]:
+        """Verify unclear operations; returns those to send again."""
+        resend: set[str] = set()
+        for group in self._groups(ops).values():
+            try:
+                outcomes = writers.verify(self.ws, group, self.duplicates)
+            except D365Error as exc:  # reading failed too: verify again next round
+                for op in group:
+                    self.last_error[op.op_id] = ("Verify", str(exc))
+                continue
+            resend |= {o.op_id for o in outcomes if o.state == "resend"}
+            self._finish(outcomes, bar)
+        return resend
+
+    def _send(self, ops: list[Operation], uncertain: set[str], bar: Any) -> float | None:
+        """Send ``ops`` in chunks, concurrently; returns the longest Retry-After heard."""
+        chunks = [
+            group[i : i + writers.chunk_size(side, self.batch_size)]
+            for (side, _, _), group in self._groups(ops).items()
+            for i in range(0, len(group), writers.chunk_size(side, self.batch_size))
+        ]
+        if not chunks:
+            return None
+        self.journal.mark_sent(self.run_id, [op.op_id for chunk in chunks for op in chunk])
+        for chunk in chunks:
+            for op in chunk:
+                self.state[op.op_id] = "sent"
+        futures: dict[Future, list[Operation]] = {self.pool.submit(writers.send, self.ws, c): c for c in chunks}
+        hint: float | None = None
+        for future in as_completed(futures):
+            outcomes = future.result()
+            for o in outcomes:
+                if o.state in ("unknown", "duplicate"):
+                    uncertain.add(o.op_id)
+                    hint = max(hint or 0.0, o.retry_after or 0.0) or hint
+            self._finish(outcomes, bar)
+        return hint
+
+    def _give_up(self, ops: list[Operation], bar: Any) -> None:
+        outcomes = []
+        for op in ops:
+            code, text = self.last_error.get(op.op_id, (None, None))
+            outcomes.append(writers.Outcome(op.op_id, "failed", code=code, error=f"gave up after {MAX_ROUNDS} rounds: {text}"))
+        self._finish(outcomes, bar)
+
+    # couplings -------------------------------------------------------------------------------------
+
+    def _companion(self, entity_set: str) -> dict[str, str] | None:
+        try:
+            return self.ws.bc.metadata(COMPANION).entity(entity_set).properties
+        except D365Error as exc:
+            self.warnings.append(f"the companion API has no {entity_set} ({exc}); kept in the journal only")
+            return None
+
+    def _couplings(self) -> None:
+        by_mapping = records.directions_by_mapping(list(self.ops.values()))
+        changes: list[tuple[Operation, str, dict[str, Any]]] = []
+        untouched = []
+        for i in self.order:
+            op = self.ops[i]
+            if self.coupling_state[i] != "pending":
+                continue
+            job = records.job_id(self.run_id, op.mapping, records.job_direction(op, by_mapping))
+            change = records.coupling_change(op, self.state[i], self.stamp.get(i), job)
+            if change is None:
+                untouched.append((i, "none"))
+            else:
+                changes.append((op, *change))
+        self.journal.mark_couplings(self.run_id, untouched)
+        if not changes or self._companion(records.COUPLINGS) is None:
+            self.journal.mark_couplings(self.run_id, [(op.op_id, "failed") for op, _, _ in changes])
+            return
+
+        def request(item: tuple[Operation, str, dict[str, Any]]) -> Request:
+            op, method, values = item
+            if method == "POST":
+                return Request("POST", records.COUPLINGS, values, id=op.op_id)
+            return Request(method, f"{records.COUPLINGS}({op.coupling_id})", values or None, {"If-Match": "*"}, id=op.op_id)
+
+        done = self._companion_writes(changes, request, exists_ok=lambda op: op.coupling_id)
+        at = now()
+        self.journal.save_couplings([records.ledger_row(op, m, v, at) for op, m, v in changes if op.op_id in done])
+        self.journal.mark_couplings(self.run_id, [(op.op_id, "done" if op.op_id in done else "failed") for op, _, _ in changes])
+        failed = [op for op, _, _ in changes if op.op_id not in done]
+        if failed:
+            self.warnings.append(f"{len(failed)} coupling change(s) failed; resume the run to retry them")
+
+    def _companion_writes(
+        self,
+        items: list[tuple[Any, str, dict[str, Any]]],
+        request: Callable[[tuple[Any, str, dict[str, Any]]], Request],
+        exists_ok: Callable[[Any], str | None],
+    ) -> set[str]:
+        """Write companion rows in $batch chunks, retrying what got no answer; returns the ids written.
+
+        A POST answered "already exists" is verified by reading the row (our id: done); a DELETE answered
+        404 is done (gone already)."""
+        todo = {request(item).id: item for item in items}
+        done: set[str] = set()
+        rounds, hint = 0, None
+        while todo and rounds < MAX_ROUNDS:
+            if rounds:
+                time.sleep(_backoff(rounds, hint))
+            chunks = [list(todo)[i : i + writers.BC_CHUNK] for i in range(0, len(todo), writers.BC_CHUNK)]
+            futures = {self.pool.submit(self._batch, [request(todo[i]) for i in c]): c for c in chunks}
+            exists: list[str] = []
+            hint = None
+            for future in as_completed(futures):
+                results, error = future.result()
+                if error is not None:
+                    hint = max(hint or 0.0, error.retry_after or 0.0) if isinstance(error, ODataError) else hint
+                    continue
+                for r in results:
+                    item = todo[r.operation.id]
+                    if r.ok or (r.operation.method == "DELETE" and r.status == 404):
+                        done.add(r.operation.id)
+                    elif r.operation.method == "POST" and r.status in (409, 412):
+                        exists.append(r.operation.id)
+                    elif r.status and r.status < 500 and r.status != 429:
+                        self.warnings.append(f"{item[1]} {request(item).url}: {r.error}")
+                        todo.pop(r.operation.id)
+            if exists:
+                ids = {exists_ok(todo[i][0]): i for i in exists}
+                entity = request(todo[exists[0]]).url.split("(")[0]
+                try:
+                    found = read.bc_rows(self.ws, entity, COMPANION, [k for k in ids if k], ["id"])
+                    done |= {ids[k] for k in ids if k in found.index}
+                except D365Error:
+                    pass
+            for i in done:
+                todo.pop(i, None)
+            rounds += 1
+        return done
+
+    def _batch(self, requests: list[Request]) -> tuple[list[Any], Exception | None]:
+        try:
+            return self.ws.bc.batch(requests, api=COMPANION), None
+        except Exception as exc:  # noqa: BLE001 - the round retries the chunk
+            return [], exc
+
+    # job rows --------------------------------------------------------------------------------------
+
+    def _jobs(self) -> None:
+        frame = self.journal.operations(self.run_id)
+        run = self.journal.run(self.run_id) or {}
+        tables = {}
+        for op in frame["op"]:
+            tables.setdefault(op.mapping, op.mapping)
+        jobs, errors = records.job_rows(self.run_id, run.get("created_at") or now(), now(), frame, self._captions(tables))
+        self.journal.save_jobs(jobs, errors)
+        for entity_set, rows, table in ((records.JOBS, jobs, "runs"), (records.JOB_ERRORS, errors, "run_errors")):
+            props = self._companion(entity_set)
+            if props is None or not rows:
+                continue
+            items = [(row, "POST", {k: v for k, v in row.items() if k in props}) for row in rows]
+            written = self._companion_writes(
+                items, lambda item, s=entity_set: Request("POST", s, item[2], id=item[0]["id"]), lambda row: row["id"]
+            )
+            self.journal.mark_written(table, written)
+            if len(written) < len(rows):
+                self.warnings.append(f"{len(rows) - len(written)} {entity_set} row(s) not written; resume to retry")
+
+    def _captions(self, tables: dict[str, str]) -> dict[str, str]:
+        from d365kit.mapping import load_catalog
+
+        catalog = load_catalog()
+        return {name: (catalog[name].bc_table or name) if name in catalog else name for name in tables}
+
+    def _result(self, seconds: float) -> SyncRun:
+        frame = self.journal.operations(self.run_id)
+        ops = list(frame["op"])
+        out = pd.DataFrame(
+            {
+                "op_id": frame["op_id"],
+                "mapping": frame["mapping"],
+                "kind": frame["kind"],
+                "direction": [op.direction for op in ops],
+                "category": [op.category for op in ops],
+                "bc_key": [op.bc_key for op in ops],
+                "bc_id": [op.bc_id for op in ops],
+                "dataverse_id": [op.dataverse_id for op in ops],
+                "fields": [op.fields for op in ops],
+                "state": frame["state"],
+                "attempts": frame["attempts"],
+                "coupling_state": frame["coupling_state"],
+                "result_stamp": frame["result_stamp"],
+                "error": frame["error"],
+                "reason": [op.reason for op in ops],
+            }
+        )
+        return SyncRun(
+            self.run_id,
+            self.journal.path,
+            out,
+            self.journal.jobs(self.run_id),
+            self.journal.job_errors(self.run_id),
+            seconds,
+            self.warnings,
+        )
+
+
+# -- entry points ----------------------------------------------------------------------------------------
+
+
+def apply(
+    ws: Any,
+    plan: SyncPlan,
+    *,
+    journal: str | Path | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
+    run_id: str | None = None,
+) -> SyncRun:
+    """Run ``plan`` (see the module docstring). ``journal``: the journal file (default
+    ``journal.default_path(profile)``); ``batch_size``: operations per request (default and maximum:
+    BC 100, Dataverse 500)."""
+    check_operations(plan.catalog, plan.operations)
+    for op in plan.operations:
+        if op.write == "update" and not op.etag:
+            raise SyncPlanError(f"operation {op.op_id} ({op.mapping} {op.bc_key}) has no ETag to send as If-Match")
+    run_id = run_id or str(uuid.uuid4())
+    path = Path(journal) if journal else default_path(ws.profile.name)
+    with Journal(path) as j:
+        j.start_run(run_id, ws.profile.name, plan.operations, plan.options)
+        return _Executor(ws, j, run_id, progress=progress, batch_size=batch_size).run()
+
+
+def resume(
+    ws: Any, run_id: str, *, journal: str | Path | None = None, progress: bool = True, batch_size: int | None = None
+) -> SyncRun:
+    """Finish a journaled run (interrupted or not): see the module docstring."""
+    path = Path(journal) if journal else default_path(ws.profile.name)
+    if not path.exists():
+        raise SyncPlanError(f"no journal at {path}")
+    with Journal(path) as j:
+        if j.run(run_id) is None:
+            raise SyncPlanError(f"no run {run_id} in the journal {path}")
+        return _Executor(ws, j, run_id, progress=progress, batch_size=batch_size).run()

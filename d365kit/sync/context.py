@@ -1,0 +1,99 @@
+"""What planning the mappings of one plan shares: the workspace, the catalog, the couplings (read once, plus
+the ones the plan itself will add) and a few reference tables read once.
+
+Couplings the plan adds count as soon as they are planned: a create chooses its new row's id when it is
+planned, so a later mapping's lookup (a customer's currency, an invoice line's invoice) can name that row
+already, and the plan records that it depends on the create.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from d365kit import couplings as ledgers
+from d365kit.mapping import Catalog, TableMapping
+from d365kit.odata.errors import D365Error
+from d365kit.odata.query import Query
+from d365kit.reconcile import TransformContext, own_company
+
+
+@dataclass
+class PlanContext:
+    ws: Any
+    catalog: Catalog
+    ledger: pd.DataFrame
+    planned: dict[str, str] = field(default_factory=dict)  # id of a row a create will write -> op id
+    _rows: list[dict[str, Any]] = field(default_factory=list)
+    _company: str | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+    counters: dict[int, int] = field(default_factory=dict)  # numbers handed out to new rows, per BC table
+
+    def add_coupling(self, table_id: int | None, bc_id: str, dataverse_id: str, coupling_id: str) -> None:
+        """A coupling the plan will add (a create's, or a match's)."""
+        self._rows.append(
+            {"coupling_id": coupling_id, "bc_id": bc_id, "dataverse_id": dataverse_id, "table_id": table_id}
+        )
+        self._cache.pop("ledger", None)
+
+    @property
+    def couplings(self) -> pd.DataFrame:
+        """The ledger read when planning, then the couplings planned so far."""
+        if "ledger" not in self._cache:
+            extra = ledgers.normalize(pd.DataFrame(self._rows)) if self._rows else None
+            self._cache["ledger"] = self.ledger if extra is None else pd.concat([self.ledger, extra], ignore_index=True)
+        return self._cache["ledger"]
+
+    def transforms(self) -> TransformContext:
+        """A fresh transform context on the current couplings (planned ones included)."""
+        return TransformContext(self.ws, self.catalog, self.couplings)
+
+    def dataverse_of(self, table_id: int | None, bc_ids: pd.Series) -> pd.Series:
+        """The Dataverse id coupled to each BC id (first coupling; NA when uncoupled)."""
+        pairs = ledgers.for_table(self.couplings, table_id).drop_duplicates("bc_id")
+        lookup = pd.Series(pairs["dataverse_id"].to_numpy(), index=pairs["bc_id"].to_numpy())
+        return bc_ids.astype("string").str.lower().map(lookup).astype("string")
+
+    def bc_of(self, table_id: int | None, dataverse_ids: pd.Series) -> pd.Series:
+        pairs = ledgers.for_table(self.couplings, table_id).drop_duplicates("dataverse_id")
+        lookup = pd.Series(pairs["bc_id"].to_numpy(), index=pairs["dataverse_id"].to_numpy())
+        return dataverse_ids.astype("string").str.lower().map(lookup).astype("string")
+
+    def company(self) -> str:
+        """The own ``bcbi_companyid`` (looked up once)."""
+        if self._company is None:
+            self._company = own_company(self.ws)
+        return self._company
+
+    def bc_frame(self, m: TableMapping | str, select: tuple[str, ...], query: Query | None = None, api: str = "v2.0") -> pd.DataFrame:
+        """A BC reference table (all rows, ``select`` columns), read once per plan."""
+        entity_set, api = (m.bc_entity, m.api_path) if isinstance(m, TableMapping) else (m, api)
+        key = f"bc:{api}:{entity_set}:{select}:{query}"
+        if key not in self._cache:
+            q = (query or Query()).with_select(*select)
+            self._cache[key] = self.ws.bc.to_frame(entity_set, q, api=api)
+        return self._cache[key]
+
+    def mapping_of_table(self, table_id: int) -> TableMapping | None:
+        return self.catalog.by_table_id(table_id)
+
+    def writable(self, entity_set: str, purpose: str) -> set[str] | None:
+        """The Dataverse attributes of ``entity_set`` valid for ``purpose`` ("create" or "update"), from
+        ``EntityDefinitions(...)/Attributes`` (``IsValidForCreate``/``IsValidForUpdate``); None when the
+        service does not say (then every attribute is tried)."""
+        key = f"writable:{entity_set}"
+        if key not in self._cache:
+            logical = self.ws.dataverse.metadata().entity(entity_set).name
+            url = f"{self.ws.dataverse.root}EntityDefinitions(LogicalName='{logical}')/Attributes"
+            try:
+                rows = self.ws.dataverse.session.request("GET", url).json()["value"]
+                self._cache[key] = {
+                    use: {a["LogicalName"] for a in rows if a.get(f"IsValidFor{use.title()}", True)}
+                    for use in ("create", "update")
+                }
+            except (D365Error, KeyError, ValueError):
+                self._cache[key] = None
+        found = self._cache[key]
+        return None if found is None else found[purpose]
