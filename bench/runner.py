@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "main_job": "bench.main_job",
     "reconcile_core": "bench.reconcile_core",
     "reconcile_scale": "bench.reconcile_scale",
+    "write": "bench.write",
 }
 # run only when named (`d365kit bench --only NAME`): reconcile_scale seeds its own 100,000 sandbox (~2 min)
 OPT_IN = frozenset({"reconcile_scale"})

@@ -14,6 +14,7 @@ from d365kit.odata.errors import (
 )
 from d365kit.odata.query import Q, Query
 from d365kit.reconcile import ReconcileResult
+from d365kit.sync import SyncPlan, SyncRun
 from d365kit.workspace import Workspace, connect
 
 __version__ = "0.1.0"
@@ -32,6 +33,8 @@ __all__ = [
     "Q",
     "Query",
     "ReconcileResult",
+    "SyncPlan",
+    "SyncRun",
     "ThrottledError",
     "TransportError",
     "Workspace",

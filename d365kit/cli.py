@@ -183,6 +183,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_benchmarks(args.only, repeats=args.repeats, results=Path(args.results) if args.results else RESULTS)
 
 
+def _journal(args: argparse.Namespace) -> Path:
+    from d365kit.sync import default_path
+
+    return Path(args.journal).expanduser() if args.journal else default_path(args.profile)
+
+
+def cmd_sync_resume(args: argparse.Namespace) -> int:
+    """Finish a journaled sync run (killed, or with operations left to retry)."""
+    import d365kit
+    from d365kit.sync import SyncPlanError
+
+    try:
+        run = d365kit.connect(args.profile).resume(args.run_id, journal=_journal(args), progress=not args.quiet)
+    except SyncPlanError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"run {run.run_id}: " + ", ".join(f"{k} {v}" for k, v in run.counts.items()))
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0 if run.ok else 1
+
+
+def cmd_sync_runs(args: argparse.Namespace) -> int:
+    """The journaled runs, newest first."""
+    from d365kit.sync import Journal
+
+    path = _journal(args)
+    if not path.exists():
+        print(f"no journal at {path}", file=sys.stderr)
+        return 1
+    with Journal(path) as journal:
+        runs = journal.list_runs()
+    print(runs.to_string(index=False) if len(runs) else f"no runs in {path}")
+    return 0
+
+
 def _repeats(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -257,6 +293,26 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check a profile: tokens, reachability, read permission, companion API")
     doctor.add_argument("--profile", default="sandbox", help="profile name (default: sandbox)")
     doctor.set_defaults(func=cmd_doctor)
+
+    sync = sub.add_parser("sync", help="selective sync runs: resume an interrupted one, list the journaled ones")
+    ysub = sync.add_subparsers(dest="sync_command", required=True)
+
+    def journal_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default="sandbox", help="profile name (default: sandbox)")
+        p.add_argument(
+            "--journal",
+            help="journal file (default: $D365KIT_JOURNAL, else ~/.local/share/d365kit/journal/<profile>.sqlite)",
+        )
+
+    resume = ysub.add_parser("resume", help="finish a sync run from its journal (no duplicates, nothing lost)")
+    resume.add_argument("run_id", metavar="RUN_ID", help="the run's id (see `d365kit sync runs`)")
+    journal_args(resume)
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+    resume.set_defaults(func=cmd_sync_resume)
+
+    runs = ysub.add_parser("runs", help="list the journaled sync runs, newest first")
+    journal_args(runs)
+    runs.set_defaults(func=cmd_sync_runs)
 
     bench = sub.add_parser("bench", help="benchmarks against baselines, appended to bench/RESULTS.md (source checkout)")
     bench.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")

@@ -70,11 +70,18 @@ class Raw:
         out = []
         for i in range(0, len(operations), 100):
             chunk = [
-                {"id": str(n), "method": op["method"], "url": f"companies({self.company})/{op['url']}",
-                 "headers": {"Content-Type": "application/json", **op.get("headers", {})}, "body": op.get("body")}
+                {
+                    "id": str(n),
+                    "method": op["method"],
+                    "url": f"companies({self.company})/{op['url']}",
+                    "headers": {"Content-Type": "application/json", **op.get("headers", {})},
+                    "body": op.get("body"),
+                }
                 for n, op in enumerate(operations[i : i + 100])
             ]
-            resp = self.http.post(root + "$batch", json={"requests": chunk}, headers=self._headers("bc"), timeout=120)
+            resp = self.http.post(
+                root + "$batch", json={"requests": chunk}, headers=self._headers("bc"), timeout=120
+            )
             resp.raise_for_status()
             answers = resp.json()["responses"]
             assert all(a["status"] < 300 for a in answers), [a for a in answers if a["status"] >= 300][:2]
@@ -103,7 +110,9 @@ class Raw:
         resp.raise_for_status()
 
     def dv_delete(self, entity_set: str, key: str) -> None:
-        resp = self.http.delete(f"{self.dv_root}{entity_set}({key})", headers=self._headers("dataverse"), timeout=60)
+        resp = self.http.delete(
+            f"{self.dv_root}{entity_set}({key})", headers=self._headers("dataverse"), timeout=60
+        )
         resp.raise_for_status()
 
     # -- sandbox -------------------------------------------------------------------------------------

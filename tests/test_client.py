@@ -30,7 +30,8 @@ def test_public_api_is_pinned():
     assert sorted(d365kit.__all__) == sorted(
         [
             "AuthenticationError", "BadRequestError", "Catalog", "CatalogError", "ConfigError", "ConflictError", "D365Error", "NotFoundError",
-            "ODataError", "Profile", "Q", "Query", "ReconcileResult", "ThrottledError", "TransportError", "Workspace", "__version__",
+            "ODataError", "Profile", "Q", "Query", "ReconcileResult", "SyncPlan", "SyncRun", "ThrottledError", "TransportError",
+            "Workspace", "__version__",
             "connect", "get_profile", "load_catalog",
         ]
     )

@@ -9,10 +9,9 @@ error, so callers decide per operation.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 
 from d365kit.odata.errors import ODataError, TransportError, parse_error
@@ -150,29 +149,53 @@ def dataverse_batch(
     return results
 
 
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+
+
+def _split_parts(content: bytes, boundary: str) -> list[bytes]:
+    """The body parts between ``--boundary`` delimiter lines (RFC 2046), preamble and epilogue dropped."""
+    delimiter = b"\n--" + boundary.encode()
+    pieces = (b"\n" + content).split(delimiter)
+    parts = []
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):  # the close delimiter
+            break
+        parts.append(piece.split(b"\n", 1)[1] if b"\n" in piece else b"")  # drop the delimiter line's rest
+    return parts
+
+
+def _headers(block: bytes) -> dict[str, str]:
+    lines = block.decode("utf-8", "replace").split("\n")
+    return {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in lines if ln.strip())}
+
+
 def parse_multipart_response(content_type: str, content: bytes) -> list[tuple[int, dict[str, str], Any]]:
-    """Flatten a (nested) multipart batch response into (status, headers, body) per operation."""
-    if "multipart/mixed" not in content_type:
+    """Flatten a (nested) multipart batch response into (status, headers, body) per operation.
+
+    A direct split on the boundaries (the ``email`` parser took ~1 ms per part, which dominated big batches);
+    changesets (nested ``multipart/mixed``) are walked in order."""
+    match = _BOUNDARY.search(content_type) if "multipart/mixed" in content_type else None
+    if match is None:
         return []
-    msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + content)
     out: list[tuple[int, dict[str, str], Any]] = []
 
-    def walk(part: Any) -> None:
-        if part.is_multipart():
-            for sub in part.iter_parts():
-                walk(sub)
-            return
-        raw = part.get_payload(decode=True) or b""
-        head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-        lines = head.decode("utf-8", "replace").split("\n")
-        status = int(lines[0].split()[1])
-        hdrs = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
-        text = body.decode("utf-8", "replace").strip()
-        try:
-            payload: Any = json.loads(text) if text else None
-        except ValueError:
-            payload = text
-        out.append((status, hdrs, payload))
+    def walk(data: bytes, boundary: str) -> None:
+        for part in _split_parts(data, boundary):
+            head, _, body = part.partition(b"\n\n")
+            part_type = _headers(head).get("Content-Type", "")
+            inner = _BOUNDARY.search(part_type) if part_type.lower().startswith("multipart/") else None
+            if inner is not None:
+                walk(body, inner.group(1))
+                continue
+            status_head, _, payload_bytes = body.partition(b"\n\n")
+            lines = status_head.decode("utf-8", "replace").split("\n")
+            status = int(lines[0].split()[1])
+            text = payload_bytes.decode("utf-8", "replace").strip()
+            try:
+                payload: Any = json.loads(text) if text else None
+            except ValueError:
+                payload = text
+            out.append((status, _headers("\n".join(lines[1:]).encode()), payload))
 
-    walk(msg)
+    walk(content.replace(b"\r\n", b"\n"), match.group(1))
     return out

@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,64 +40,11 @@ from d365kit.sync import read, records, writers
 from d365kit.sync.journal import Journal, default_path, now
 from d365kit.sync.model import FINAL, Operation, SyncPlanError
 from d365kit.sync.plan import SyncPlan, check_operations
+from d365kit.sync.run import SyncRun
 
 MAX_ROUNDS = 12
 MAX_WAIT = 30.0
 DATAVERSE_WORKERS = 16  # of Dataverse's 52 concurrent requests: the session's cap bounds it further
-
-
-# -- the result ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SyncRun:
-    """What a run did: every operation's end state, the job rows and error rows it wrote."""
-
-    run_id: str
-    journal: Path
-    operations: pd.DataFrame
-    jobs: pd.DataFrame
-    errors: pd.DataFrame
-    seconds: float
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """inserted / modified / unchanged / skipped / failed / coupled / uncoupled over the run's jobs."""
-        keys = ("inserted", "modified", "unchanged", "skipped", "failed", "coupled", "uncoupled")
-        return {k: int(self.jobs[k].sum()) if k in self.jobs else 0 for k in keys}
-
-    @property
-    def conflicts(self) -> pd.DataFrame:
-        return self.operations[self.operations["state"] == "conflict"].reset_index(drop=True)
-
-    @property
-    def failed(self) -> pd.DataFrame:
-        return self.operations[self.operations["state"] == "failed"].reset_index(drop=True)
-
-    @property
-    def ok(self) -> bool:
-        """Every operation done or skipped, every coupling change made."""
-        return bool(self.operations["state"].isin(["done", "skipped"]).all()) and not (
-            self.operations["coupling_state"] == "failed"
-        ).any()
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.operations
-
-    def summary(self) -> pd.DataFrame:
-        """Operations per mapping, kind and end state."""
-        if self.operations.empty:
-            return pd.DataFrame(columns=["mapping", "kind", "state", "operations"])
-        out = self.operations.groupby(["mapping", "kind", "state"], sort=False).size().rename("operations")
-        return out.reset_index()
-
-    def _repr_html_(self) -> str:
-        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
-        return f"<p>SyncRun {self.run_id}: {counts} ({self.seconds:.1f} s)</p>" + self.summary().to_html(index=False)
-
-    def __repr__(self) -> str:
-        return f"SyncRun({self.run_id}, {self.counts})"
 
 
 # -- running ---------------------------------------------------------------------------------------------
@@ -110,20 +56,53 @@ def _backoff(rounds: int, hint: float | None) -> float:
 
 
 class _Executor:
-    """One run of one journal: the loop of steps 3-5 (see the module docstring)."""
+    """One run of one journal: the loop of steps 3-5 (see the module docstring).
 
-    def __init__(self, ws: Any, journal: Journal, run_id: str, *, progress: bool, batch_size: int | None):
+    Coupling changes are pipelined: as soon as a chunk's records are done their couplings go out, so the
+    companion API's work overlaps the next chunks' writes; whatever did not go through then (no answer,
+    "already exists") is written, with retries and verification, after the last stage."""
+
+    def __init__(
+        self,
+        ws: Any,
+        journal: Journal,
+        run_id: str,
+        *,
+        progress: bool,
+        batch_size: int | None,
+        fresh: list[Operation] | None = None,
+    ):
+        """``fresh``: the operations of a run just journaled (spares reading them back)."""
         self.ws, self.journal, self.run_id = ws, journal, run_id
         self.progress, self.batch_size = progress, batch_size
-        frame = journal.operations(run_id)
+        if fresh is None:
+            frame = journal.operations(run_id)
+        else:
+            frame = pd.DataFrame(
+                {
+                    "op_id": [op.op_id for op in fresh],
+                    "op": fresh,
+                    "state": ["skipped" if op.kind == "skip" else "planned" for op in fresh],
+                    "attempts": 0,
+                    "result_stamp": None,
+                    "error": None,
+                    "coupling_state": ["pending" if op.coupling_action else "none" for op in fresh],
+                }
+            )
         self.ops: dict[str, Operation] = {op.op_id: op for op in frame["op"]}
         self.order = list(self.ops)
         self.state = dict(zip(frame["op_id"], frame["state"], strict=True))
         self.stamp = dict(zip(frame["op_id"], frame["result_stamp"], strict=True))
+        self.error = dict(zip(frame["op_id"], frame["error"], strict=True))
+        self.attempts = dict(zip(frame["op_id"], frame["attempts"], strict=True))
         self.coupling_state = dict(zip(frame["op_id"], frame["coupling_state"], strict=True))
         self.last_error: dict[str, tuple[str | None, str | None]] = {}
         self.duplicates: set[str] = set()
         self.warnings: list[str] = []
+        self.by_mapping = records.directions_by_mapping(list(self.ops.values()))
+        self.early: list[tuple[list[tuple[Operation, str, dict[str, Any]]], Future]] = []
+        self.early_ids: set[str] = set()
+        self.companion_ok: bool | None = None
         workers = ws.bc.session.max_concurrency + min(ws.dataverse.session.max_concurrency, DATAVERSE_WORKERS)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="d365kit-sync")
 
@@ -131,7 +110,9 @@ class _Executor:
         started = time.perf_counter()
         writes = [i for i in self.order if self.ops[i].write]
         try:
-            with tqdm(total=len(writes), desc="apply", unit=" ops", disable=not self.progress, delay=1) as bar:
+            with tqdm(
+                total=len(writes), desc="apply", unit=" ops", disable=not self.progress, delay=1
+            ) as bar:
                 bar.update(sum(self.state[i] in FINAL for i in writes))
                 for mapping in dict.fromkeys(op.mapping for op in self.ops.values()):
                     self._stage([self.ops[i] for i in self.order if self.ops[i].mapping == mapping], bar)
@@ -152,11 +133,14 @@ class _Executor:
             if o.state == "duplicate":
                 self.duplicates.add(o.op_id)
         for o in final:
-            self.state[o.op_id], self.stamp[o.op_id] = o.state, o.stamp
+            self.state[o.op_id], self.stamp[o.op_id], self.error[o.op_id] = o.state, o.stamp, o.error
         if final:
-            self.journal.mark(self.run_id, [(o.op_id, o.state, o.stamp, o.etag, o.code, o.error) for o in final])
+            self.journal.mark(
+                self.run_id, [(o.op_id, o.state, o.stamp, o.etag, o.code, o.error) for o in final]
+            )
             if bar is not None:
                 bar.update(len(final))
+            self._couple_early([o.op_id for o in final])
 
     def _blocked(self, op: Operation) -> str | None:
         for dep in op.depends_on:
@@ -166,7 +150,8 @@ class _Executor:
                 return f"not sent: it depends on {other.mapping} {other.bc_key or other.bc_id} ({other.kind}), which ended {state}"
         return None
 
-    def _groups(self, ops: list[Operation]) -> dict[tuple[str, str | None, str | None], list[Operation]]:
+    @staticmethod
+    def _groups(ops: list[Operation]) -> dict[tuple[str, str | None, str | None], list[Operation]]:
         groups: dict[tuple[str, str | None, str | None], list[Operation]] = {}
         for op in ops:
             groups.setdefault((writers.side_of(op), op.target_set, op.target_api), []).append(op)
@@ -186,12 +171,18 @@ class _Executor:
                 self._give_up(pending, bar)
                 return
             blocked = [(op, why) for op in pending if (why := self._blocked(op))]
-            self._finish([writers.Outcome(op.op_id, "failed", code="Dependency", error=why) for op, why in blocked], bar)
-            resend = self._verify([op for op in pending if op.op_id in uncertain and self.state[op.op_id] not in FINAL], bar)
+            self._finish(
+                [writers.Outcome(op.op_id, "failed", code="Dependency", error=why) for op, why in blocked],
+                bar,
+            )
+            unclear = [op for op in pending if op.op_id in uncertain and self.state[op.op_id] not in FINAL]
+            resend = self._verify(unclear, bar)
             uncertain -= {i for i in uncertain if self.state[i] in FINAL or i in resend}
             ready = [
-                op for op in pending
-                if self.state[op.op_id] not in FINAL and op.op_id not in uncertain
+                op
+                for op in pending
+                if self.state[op.op_id] not in FINAL
+                and op.op_id not in uncertain
                 and all(self.state.get(d) in FINAL for d in op.depends_on)
             ]
             hint = self._send(ready, uncertain, bar)
@@ -225,7 +216,8 @@ class _Executor:
         for chunk in chunks:
             for op in chunk:
                 self.state[op.op_id] = "sent"
-        futures: dict[Future, list[Operation]] = {self.pool.submit(writers.send, self.ws, c): c for c in chunks}
+                self.attempts[op.op_id] += 1
+        futures = [self.pool.submit(writers.send, self.ws, c) for c in chunks]
         hint: float | None = None
         for future in as_completed(futures):
             outcomes = future.result()
@@ -234,13 +226,18 @@ class _Executor:
                     uncertain.add(o.op_id)
                     hint = max(hint or 0.0, o.retry_after or 0.0) or hint
             self._finish(outcomes, bar)
+            self._drain_early(block=False)
         return hint
 
     def _give_up(self, ops: list[Operation], bar: Any) -> None:
         outcomes = []
         for op in ops:
             code, text = self.last_error.get(op.op_id, (None, None))
-            outcomes.append(writers.Outcome(op.op_id, "failed", code=code, error=f"gave up after {MAX_ROUNDS} rounds: {text}"))
+            outcomes.append(
+                writers.Outcome(
+                    op.op_id, "failed", code=code, error=f"gave up after {MAX_ROUNDS} rounds: {text}"
+                )
+            )
         self._finish(outcomes, bar)
 
     # couplings -------------------------------------------------------------------------------------
@@ -252,35 +249,88 @@ class _Executor:
             self.warnings.append(f"the companion API has no {entity_set} ({exc}); kept in the journal only")
             return None
 
-    def _couplings(self) -> None:
-        by_mapping = records.directions_by_mapping(list(self.ops.values()))
-        changes: list[tuple[Operation, str, dict[str, Any]]] = []
-        untouched = []
-        for i in self.order:
+    def _changes(self, op_ids: list[str]) -> list[tuple[Operation, str, dict[str, Any]]]:
+        """The coupling changes of these (finished) operations; those without one are marked ``none``."""
+        changes, untouched = [], []
+        for i in op_ids:
             op = self.ops[i]
-            if self.coupling_state[i] != "pending":
+            if self.coupling_state[i] != "pending" or self.state[i] not in FINAL:
                 continue
-            job = records.job_id(self.run_id, op.mapping, records.job_direction(op, by_mapping))
-            change = records.coupling_change(op, self.state[i], self.stamp.get(i), job)
+            job = records.job_id(self.run_id, op.mapping, records.job_direction(op, self.by_mapping))
+            change = records.coupling_change(op, self.state[i], self.stamp.get(i), job, now())
             if change is None:
                 untouched.append((i, "none"))
+                self.coupling_state[i] = "none"
             else:
                 changes.append((op, *change))
-        self.journal.mark_couplings(self.run_id, untouched)
-        if not changes or self._companion(records.COUPLINGS) is None:
-            self.journal.mark_couplings(self.run_id, [(op.op_id, "failed") for op, _, _ in changes])
+        if untouched:
+            self.journal.mark_couplings(self.run_id, untouched)
+        return changes
+
+    @staticmethod
+    def _coupling_request(item: tuple[Operation, str, dict[str, Any]]) -> Request:
+        op, method, values = item
+        if method == "POST":
+            return Request("POST", records.COUPLINGS, values, id=op.op_id)
+        return Request(
+            method, f"{records.COUPLINGS}({op.coupling_id})", values or None, {"If-Match": "*"}, id=op.op_id
+        )
+
+    def _couple_early(self, op_ids: list[str]) -> None:
+        """Send the coupling changes of just-finished operations now (one attempt; see the class docstring)."""
+        if self.companion_ok is None:
+            self.companion_ok = self._companion(records.COUPLINGS) is not None
+        if not self.companion_ok:
             return
+        changes = [c for c in self._changes(op_ids) if c[0].op_id not in self.early_ids]
+        self.early_ids |= {c[0].op_id for c in changes}
+        for i in range(0, len(changes), writers.BC_CHUNK):
+            chunk = changes[i : i + writers.BC_CHUNK]
+            self.early.append(
+                (chunk, self.pool.submit(self._batch, [self._coupling_request(c) for c in chunk]))
+            )
 
-        def request(item: tuple[Operation, str, dict[str, Any]]) -> Request:
-            op, method, values = item
-            if method == "POST":
-                return Request("POST", records.COUPLINGS, values, id=op.op_id)
-            return Request(method, f"{records.COUPLINGS}({op.coupling_id})", values or None, {"If-Match": "*"}, id=op.op_id)
+    def _drain_early(self, block: bool) -> None:
+        """Record the early coupling writes that finished (all of them when ``block``)."""
+        keep = []
+        for chunk, future in self.early:
+            if not block and not future.done():
+                keep.append((chunk, future))
+                continue
+            results, error = future.result()
+            if error is not None:
+                continue
+            ok = {
+                r.operation.id
+                for r in results
+                if r.ok or (r.operation.method == "DELETE" and r.status == 404)
+            }
+            self._record_couplings([c for c in chunk if c[0].op_id in ok])
+        self.early = keep
 
-        done = self._companion_writes(changes, request, exists_ok=lambda op: op.coupling_id)
+    def _record_couplings(
+        self, done: list[tuple[Operation, str, dict[str, Any]]], failed: list[str] = ()
+    ) -> None:  # type: ignore[assignment]
         at = now()
-        self.journal.save_couplings([records.ledger_row(op, m, v, at) for op, m, v in changes if op.op_id in done])
-        self.journal.mark_couplings(self.run_id, [(op.op_id, "done" if op.op_id in done else "failed") for op, _, _ in changes])
+        self.journal.save_couplings([records.ledger_row(op, m, v, at) for op, m, v in done])
+        states = [(op.op_id, "done") for op, _, _ in done] + [(i, "failed") for i in failed]
+        self.journal.mark_couplings(self.run_id, states)
+        for i, state in states:
+            self.coupling_state[i] = state
+
+    def _couplings(self) -> None:
+        self._drain_early(block=True)
+        changes = self._changes(self.order)
+        if not changes:
+            return
+        if self._companion(records.COUPLINGS) is None:
+            self._record_couplings([], [op.op_id for op, _, _ in changes])
+            return
+        done = self._companion_writes(changes, self._coupling_request, exists_ok=lambda op: op.coupling_id)
+        self._record_couplings(
+            [c for c in changes if c[0].op_id in done],
+            [op.op_id for op, _, _ in changes if op.op_id not in done],
+        )
         failed = [op for op, _, _ in changes if op.op_id not in done]
         if failed:
             self.warnings.append(f"{len(failed)} coupling change(s) failed; resume the run to retry them")
@@ -302,13 +352,15 @@ class _Executor:
             if rounds:
                 time.sleep(_backoff(rounds, hint))
             chunks = [list(todo)[i : i + writers.BC_CHUNK] for i in range(0, len(todo), writers.BC_CHUNK)]
-            futures = {self.pool.submit(self._batch, [request(todo[i]) for i in c]): c for c in chunks}
+            futures = [self.pool.submit(self._batch, [request(todo[i]) for i in c]) for c in chunks]
             exists: list[str] = []
             hint = None
             for future in as_completed(futures):
                 results, error = future.result()
                 if error is not None:
-                    hint = max(hint or 0.0, error.retry_after or 0.0) if isinstance(error, ODataError) else hint
+                    hint = (
+                        max(hint or 0.0, error.retry_after or 0.0) if isinstance(error, ODataError) else hint
+                    )
                     continue
                 for r in results:
                     item = todo[r.operation.id]
@@ -340,51 +392,69 @@ class _Executor:
 
     # job rows --------------------------------------------------------------------------------------
 
+    def _frame(self) -> pd.DataFrame:
+        """The operations with their states, from memory (the journal holds the same)."""
+        return pd.DataFrame(
+            {
+                "op": [self.ops[i] for i in self.order],
+                "state": [self.state[i] for i in self.order],
+                "error": [self.error.get(i) for i in self.order],
+            }
+        )
+
     def _jobs(self) -> None:
-        frame = self.journal.operations(self.run_id)
         run = self.journal.run(self.run_id) or {}
-        tables = {}
-        for op in frame["op"]:
-            tables.setdefault(op.mapping, op.mapping)
-        jobs, errors = records.job_rows(self.run_id, run.get("created_at") or now(), now(), frame, self._captions(tables))
+        captions = _captions({op.mapping for op in self.ops.values()})
+        jobs, errors = records.job_rows(
+            self.run_id, run.get("created_at") or now(), now(), self._frame(), captions
+        )
+        before = {"runs": self.journal.jobs(self.run_id), "run_errors": self.journal.job_errors(self.run_id)}
+        for rows, table, stamp in ((jobs, "runs", "finishDateTime"), (errors, "run_errors", "dateTime")):
+            kept = dict(
+                zip(before[table]["id"], before[table][stamp], strict=True)
+            )  # a resumed run keeps its times
+            for row in rows:
+                row[stamp] = kept.get(row["id"], row[stamp])
         self.journal.save_jobs(jobs, errors)
-        for entity_set, rows, table in ((records.JOBS, jobs, "runs"), (records.JOB_ERRORS, errors, "run_errors")):
-            props = self._companion(entity_set)
-            if props is None or not rows:
+        for entity_set, all_rows, table in (
+            (records.JOBS, jobs, "runs"),
+            (records.JOB_ERRORS, errors, "run_errors"),
+        ):
+            done = set(before[table].loc[before[table]["written"] == 1, "id"])
+            rows = [row for row in all_rows if row["id"] not in done]
+            props = self._companion(entity_set) if rows else None
+            if props is None:
                 continue
             items = [(row, "POST", {k: v for k, v in row.items() if k in props}) for row in rows]
             written = self._companion_writes(
-                items, lambda item, s=entity_set: Request("POST", s, item[2], id=item[0]["id"]), lambda row: row["id"]
+                items,
+                lambda item, s=entity_set: Request("POST", s, item[2], id=item[0]["id"]),
+                lambda row: row["id"],
             )
             self.journal.mark_written(table, written)
             if len(written) < len(rows):
-                self.warnings.append(f"{len(rows) - len(written)} {entity_set} row(s) not written; resume to retry")
-
-    def _captions(self, tables: dict[str, str]) -> dict[str, str]:
-        from d365kit.mapping import load_catalog
-
-        catalog = load_catalog()
-        return {name: (catalog[name].bc_table or name) if name in catalog else name for name in tables}
+                self.warnings.append(
+                    f"{len(rows) - len(written)} {entity_set} row(s) not written; resume to retry"
+                )
 
     def _result(self, seconds: float) -> SyncRun:
-        frame = self.journal.operations(self.run_id)
-        ops = list(frame["op"])
+        ops = [self.ops[i] for i in self.order]
         out = pd.DataFrame(
             {
-                "op_id": frame["op_id"],
-                "mapping": frame["mapping"],
-                "kind": frame["kind"],
+                "op_id": self.order,
+                "mapping": [op.mapping for op in ops],
+                "kind": [op.kind for op in ops],
                 "direction": [op.direction for op in ops],
                 "category": [op.category for op in ops],
                 "bc_key": [op.bc_key for op in ops],
                 "bc_id": [op.bc_id for op in ops],
                 "dataverse_id": [op.dataverse_id for op in ops],
                 "fields": [op.fields for op in ops],
-                "state": frame["state"],
-                "attempts": frame["attempts"],
-                "coupling_state": frame["coupling_state"],
-                "result_stamp": frame["result_stamp"],
-                "error": frame["error"],
+                "state": [self.state[i] for i in self.order],
+                "attempts": [int(self.attempts[i]) for i in self.order],
+                "coupling_state": [self.coupling_state[i] for i in self.order],
+                "result_stamp": [self.stamp.get(i) for i in self.order],
+                "error": [self.error.get(i) for i in self.order],
                 "reason": [op.reason for op in ops],
             }
         )
@@ -397,6 +467,14 @@ class _Executor:
             seconds,
             self.warnings,
         )
+
+
+def _captions(mappings: set[str]) -> dict[str, str]:
+    """BC table captions of the mappings (error rows name records "Customer: C00010")."""
+    from d365kit.mapping import load_catalog
+
+    catalog = load_catalog()
+    return {name: (catalog[name].bc_table or name) if name in catalog else name for name in mappings}
 
 
 # -- entry points ----------------------------------------------------------------------------------------
@@ -417,16 +495,25 @@ def apply(
     check_operations(plan.catalog, plan.operations)
     for op in plan.operations:
         if op.write == "update" and not op.etag:
-            raise SyncPlanError(f"operation {op.op_id} ({op.mapping} {op.bc_key}) has no ETag to send as If-Match")
+            raise SyncPlanError(
+                f"operation {op.op_id} ({op.mapping} {op.bc_key}) has no ETag to send as If-Match"
+            )
     run_id = run_id or str(uuid.uuid4())
     path = Path(journal) if journal else default_path(ws.profile.name)
     with Journal(path) as j:
         j.start_run(run_id, ws.profile.name, plan.operations, plan.options)
-        return _Executor(ws, j, run_id, progress=progress, batch_size=batch_size).run()
+        return _Executor(
+            ws, j, run_id, progress=progress, batch_size=batch_size, fresh=list(plan.operations)
+        ).run()
 
 
 def resume(
-    ws: Any, run_id: str, *, journal: str | Path | None = None, progress: bool = True, batch_size: int | None = None
+    ws: Any,
+    run_id: str,
+    *,
+    journal: str | Path | None = None,
+    progress: bool = True,
+    batch_size: int | None = None,
 ) -> SyncRun:
     """Finish a journaled run (interrupted or not): see the module docstring."""
     path = Path(journal) if journal else default_path(ws.profile.name)

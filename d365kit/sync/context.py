@@ -43,7 +43,9 @@ class PlanContext:
         """The ledger read when planning, then the couplings planned so far."""
         if "ledger" not in self._cache:
             extra = ledgers.normalize(pd.DataFrame(self._rows)) if self._rows else None
-            self._cache["ledger"] = self.ledger if extra is None else pd.concat([self.ledger, extra], ignore_index=True)
+            self._cache["ledger"] = (
+                self.ledger if extra is None else pd.concat([self.ledger, extra], ignore_index=True)
+            )
         return self._cache["ledger"]
 
     def transforms(self) -> TransformContext:
@@ -67,7 +69,9 @@ class PlanContext:
             self._company = own_company(self.ws)
         return self._company
 
-    def bc_frame(self, m: TableMapping | str, select: tuple[str, ...], query: Query | None = None, api: str = "v2.0") -> pd.DataFrame:
+    def bc_frame(
+        self, m: TableMapping | str, select: tuple[str, ...], query: Query | None = None, api: str = "v2.0"
+    ) -> pd.DataFrame:
         """A BC reference table (all rows, ``select`` columns), read once per plan."""
         entity_set, api = (m.bc_entity, m.api_path) if isinstance(m, TableMapping) else (m, api)
         key = f"bc:{api}:{entity_set}:{select}:{query}"

@@ -120,7 +120,9 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: committed rows survive a killed process
+        self.conn.execute(
+            "PRAGMA synchronous=NORMAL"
+        )  # WAL + NORMAL: committed rows survive a killed process
         with self.tx():
             for ddl in _DDL:
                 self.conn.execute(ddl)
@@ -146,7 +148,9 @@ class Journal:
 
     # -- runs and operations -------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, profile: str | None, operations: list[Operation], options: dict[str, Any]) -> None:
+    def start_run(
+        self, run_id: str, profile: str | None, operations: list[Operation], options: dict[str, Any]
+    ) -> None:
         """Record a run and all its operations (state ``planned``) in one transaction."""
         stamp = now()
         with self.tx() as c:
@@ -175,7 +179,8 @@ class Journal:
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(
-            "SELECT run_id, profile, created_at, finished_at, state, options FROM run_state WHERE run_id = ?", (run_id,)
+            "SELECT run_id, profile, created_at, finished_at, state, options FROM run_state WHERE run_id = ?",
+            (run_id,),
         ).fetchone()
         if row is None:
             return None
@@ -186,7 +191,9 @@ class Journal:
 
     def finish_run(self, run_id: str) -> None:
         with self.tx() as c:
-            c.execute("UPDATE run_state SET state = 'finished', finished_at = ? WHERE run_id = ?", (now(), run_id))
+            c.execute(
+                "UPDATE run_state SET state = 'finished', finished_at = ? WHERE run_id = ?", (now(), run_id)
+            )
 
     def operations(self, run_id: str) -> pd.DataFrame:
         """The run's operations: ``op`` (Operation) with state, attempts, answer and coupling state."""
@@ -208,7 +215,9 @@ class Journal:
                 [(stamp, run_id, i) for i in op_ids],
             )
 
-    def mark(self, run_id: str, outcomes: Iterable[tuple[str, str, str | None, str | None, str | None, str | None]]) -> None:
+    def mark(
+        self, run_id: str, outcomes: Iterable[tuple[str, str, str | None, str | None, str | None, str | None]]
+    ) -> None:
         """After an answer: ``(op_id, state, result_stamp, result_etag, error_code, error)`` per operation."""
         stamp = now()
         with self.tx() as c:
@@ -274,7 +283,9 @@ class Journal:
     def jobs(self, run_id: str | None = None) -> pd.DataFrame:
         """Job rows in the companion API's shape (``health.history(jobs, runs=...)`` takes them)."""
         where, params = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
-        return pd.read_sql_query(f"SELECT * FROM runs {where} ORDER BY startDateTime", self.conn, params=params)
+        return pd.read_sql_query(
+            f"SELECT * FROM runs {where} ORDER BY startDateTime", self.conn, params=params
+        )
 
     def job_errors(self, run_id: str | None = None) -> pd.DataFrame:
         """Error rows in the companion API's shape (``integrationSynchJobId`` names the job)."""

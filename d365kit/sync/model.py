@@ -21,7 +21,7 @@ when planning: a create carries its new row's id and its coupling's id, so a ret
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from d365kit.odata.errors import D365Error
@@ -63,7 +63,9 @@ class Operation:
     table_id: int | None = None
     target_set: str | None = None  # entity set written (BC or Dataverse, by ``direction``)
     target_api: str | None = None  # BC API path of ``target_set`` (v2.0 or the companion API)
-    stamp_field: str | None = None  # the target's modification time property (modifiedon, lastModifiedDateTime)
+    stamp_field: str | None = (
+        None  # the target's modification time property (modifiedon, lastModifiedDateTime)
+    )
     fields: tuple[str, ...] = ()  # catalog fields written (Dataverse attribute or BC property)
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
@@ -94,10 +96,12 @@ class Operation:
 
     @property
     def target_id(self) -> str | None:
-        return self.dataverse_id if self.target == "dataverse" else self.bc_id if self.target == "bc" else None
+        return (
+            self.dataverse_id if self.target == "dataverse" else self.bc_id if self.target == "bc" else None
+        )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str, sort_keys=True)
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> Operation:

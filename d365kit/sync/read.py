@@ -29,12 +29,16 @@ def _chunks(ids: Iterable[str]) -> list[list[str]]:
     return [unique[i : i + ID_CHUNK] for i in range(0, len(unique), ID_CHUNK)]
 
 
-def _gather(chunks: list[list[str]], read: Callable[[list[str]], list[dict[str, Any]]], cap: int) -> list[dict]:
+def _gather(
+    chunks: list[list[str]], read: Callable[[list[str]], list[dict[str, Any]]], cap: int
+) -> list[dict]:
     if not chunks:
         return []
     if len(chunks) == 1:
         return read(chunks[0])
-    with ThreadPoolExecutor(min(cap, MAX_READERS, len(chunks)), thread_name_prefix="d365kit-sync-read") as pool:
+    with ThreadPoolExecutor(
+        min(cap, MAX_READERS, len(chunks)), thread_name_prefix="d365kit-sync-read"
+    ) as pool:
         return [row for part in pool.map(read, chunks) for row in part]
 
 
@@ -72,7 +76,9 @@ def dv_rows(
     def read(chunk: list[str]) -> list[dict[str, Any]]:
         query = Query(select=select, filter=Q.any_of(et.key, [Guid(x) for x in chunk]))
         url = f"{ws.dataverse.entity_url(entity_set)}?{query.query_string()}"
-        rows = [row for page in iter_pages(ws.dataverse.session, url, headers=headers) for row in page["value"]]
+        rows = [
+            row for page in iter_pages(ws.dataverse.session, url, headers=headers) for row in page["value"]
+        ]
         return [{renames.get(k, k): v for k, v in row.items()} for row in rows]
 
     rows = _gather(_chunks(ids), read, ws.dataverse.session.max_concurrency)

@@ -58,8 +58,13 @@ def _later(old: str | None, new: str | None) -> str | None:
     return max(old, new, key=lambda s: pd.Timestamp(s))
 
 
-def coupling_change(op: Operation, state: str, result_stamp: str | None, job: str) -> tuple[str, dict[str, Any]] | None:
-    """``(method, companion values)`` for an operation's coupling, or None when it stays as it is."""
+def coupling_change(
+    op: Operation, state: str, result_stamp: str | None, job: str, at: str
+) -> tuple[str, dict[str, Any]] | None:
+    """``(method, companion values)`` for an operation's coupling, or None when it stays as it is.
+
+    ``at``: the time of the write, used for a side without modification time (invoice lines: BC's row has
+    one, API v2.0 does not show it), as BC's own sync stamps the coupling then."""
     if op.coupling_action == "remove":
         return ("DELETE", {}) if state == "done" else None
     if state == "failed" and op.coupling_action == "update":
@@ -75,8 +80,8 @@ def coupling_change(op: Operation, state: str, result_stamp: str | None, job: st
     else:
         bc_stamp, dv_stamp = op.source_stamp, op.target_stamp
     values: dict[str, Any] = {
-        "lastSynchModifiedOn": _later(op.synced.get("bc"), bc_stamp),
-        "lastSynchCrmModifiedOn": _later(op.synced.get("dataverse"), dv_stamp),
+        "lastSynchModifiedOn": _later(op.synced.get("bc"), bc_stamp) or at,
+        "lastSynchCrmModifiedOn": _later(op.synced.get("dataverse"), dv_stamp) or at,
         "skipped": False,
     }
     if op.direction == "to_dataverse":
@@ -84,7 +89,12 @@ def coupling_change(op: Operation, state: str, result_stamp: str | None, job: st
     elif op.direction == "from_dataverse":
         values.update(lastSynchResult="Success", lastSynchJobId=job)
     if op.coupling_action == "add":
-        base = {"id": op.coupling_id, "crmId": op.dataverse_id, "integrationId": op.bc_id, "tableId": op.table_id}
+        base = {
+            "id": op.coupling_id,
+            "crmId": op.dataverse_id,
+            "integrationId": op.bc_id,
+            "tableId": op.table_id,
+        }
         results = {"lastSynchResult": BLANK_RESULT, "lastSynchCrmResult": BLANK_RESULT}
         return "POST", {**base, **results, **{k: v for k, v in values.items() if v is not None}}
     return "PATCH", {k: v for k, v in values.items() if v is not None}
@@ -136,7 +146,19 @@ def job_rows(
                 "startDateTime": started,
                 "finishDateTime": finished,
                 "message": f"d365kit selective sync, run {run_id}",
-                **dict.fromkeys(("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled"), 0),
+                **dict.fromkeys(
+                    (
+                        "inserted",
+                        "modified",
+                        "deleted",
+                        "unchanged",
+                        "skipped",
+                        "failed",
+                        "coupled",
+                        "uncoupled",
+                    ),
+                    0,
+                ),
             }
         job = jobs[key]
         if state == "done":

@@ -56,7 +56,14 @@ CODE_DEPENDENCIES = {CONTACT: (CUSTOMER,), INVOICE: (CUSTOMER,), INVOICE_LINE: (
 _SOURCE_COLUMNS = {
     ("to_dataverse", CONTACT): ("companyNumber",),
     ("to_dataverse", INVOICE): ("customerId", "number"),
-    ("to_dataverse", INVOICE_LINE): ("documentId", "itemId", "lineType", "lineObjectNumber", "description", "sequence"),
+    ("to_dataverse", INVOICE_LINE): (
+        "documentId",
+        "itemId",
+        "lineType",
+        "lineObjectNumber",
+        "description",
+        "sequence",
+    ),
     ("to_dataverse", CURRENCY): ("code", "symbol", "amountDecimalPlaces"),
     ("to_dataverse", UNIT_OF_MEASURE): ("code",),
 }
@@ -119,13 +126,19 @@ class Extras:
     problems: pd.Series | None = None
 
     def set(self, column: str, values: Any, bind: tuple[str, str] | None = None) -> None:
-        series = values if isinstance(values, pd.Series) else pd.Series([values] * len(self.index), index=self.index)
+        series = (
+            values
+            if isinstance(values, pd.Series)
+            else pd.Series([values] * len(self.index), index=self.index)
+        )
         self.values[column] = series.astype(object).where(series.notna(), None)
         if bind:
             self.binds[column] = bind
 
     def fail(self, mask: np.ndarray | pd.Series, text: pd.Series | str) -> None:
-        base = self.problems if self.problems is not None else pd.Series(pd.NA, index=self.index, dtype="string")
+        base = (
+            self.problems if self.problems is not None else pd.Series(pd.NA, index=self.index, dtype="string")
+        )
         mask = np.asarray(mask, dtype=bool) & base.isna().to_numpy(dtype=bool)
         self.problems = base.mask(mask, text)
 
@@ -164,12 +177,17 @@ def _defaults(ctx: PlanContext, m: TableMapping, direction: str, out: Extras) ->
             out.set(column, value)
 
 
-def _bind(ctx: PlanContext, m: TableMapping, attribute: str, table_id: int) -> tuple[str, tuple[str, str]] | None:
+def _bind(
+    ctx: PlanContext, m: TableMapping, attribute: str, table_id: int
+) -> tuple[str, tuple[str, str]] | None:
     """(read column, (navigation, entity set)) of a Dataverse lookup to the rows of BC table ``table_id``."""
     target = ctx.mapping_of_table(table_id)
     if target is None:
         return None
-    return f"_{attribute}_value", (navigation(ctx.ws, m.dv_entity, attribute, target.dv_entity), target.dv_entity)
+    return f"_{attribute}_value", (
+        navigation(ctx.ws, m.dv_entity, attribute, target.dv_entity),
+        target.dv_entity,
+    )
 
 
 def company_customers(ctx: PlanContext) -> pd.DataFrame:
@@ -177,25 +195,37 @@ def company_customers(ctx: PlanContext) -> pd.DataFrame:
     customers = ctx.mapping_of_table(CUSTOMER)
     contacts = ctx.mapping_of_table(CONTACT)
     if customers is None or contacts is None:
-        return pd.DataFrame({"company_number": pd.Series(dtype="string"), "customer_id": pd.Series(dtype="string")})
+        return pd.DataFrame(
+            {"company_number": pd.Series(dtype="string"), "customer_id": pd.Series(dtype="string")}
+        )
     firms = ctx.bc_frame(contacts, ("number", "displayName"), Query(filter=Q.eq("type", "Company")))
     people = ctx.bc_frame(customers, ("id", "displayName"))
     firms = firms.drop_duplicates("displayName", keep=False)
     people = people.drop_duplicates("displayName", keep=False)
     joined = firms.merge(people, on="displayName")
     return pd.DataFrame(
-        {"company_number": joined["number"].astype("string"), "customer_id": joined["id"].astype("string").str.lower()}
+        {
+            "company_number": joined["number"].astype("string"),
+            "customer_id": joined["id"].astype("string").str.lower(),
+        }
     )
 
 
 def _contact_parent(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Extras) -> None:
     link = company_customers(ctx)
-    customer = src["companyNumber"].map(pd.Series(link["customer_id"].to_numpy(), index=link["company_number"].to_numpy()))
+    customer = src["companyNumber"].map(
+        pd.Series(link["customer_id"].to_numpy(), index=link["company_number"].to_numpy())
+    )
     account = ctx.dataverse_of(CUSTOMER, customer.astype("string"))
     bind = _bind(ctx, m, "parentcustomerid", CUSTOMER)
     if bind:
         out.set(bind[0], account, bind[1])
-    out.fail(account.isna().to_numpy(), "parent company " + src["companyNumber"].astype("string").fillna("") + ": no customer of that name coupled to an account")
+    out.fail(
+        account.isna().to_numpy(),
+        "parent company "
+        + src["companyNumber"].astype("string").fillna("")
+        + ": no customer of that name coupled to an account",
+    )
 
 
 def _contact_company(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Extras) -> None:
@@ -206,7 +236,10 @@ def _contact_company(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: 
     customer = ctx.bc_of(CUSTOMER, parent)
     number = customer.map(pd.Series(link["company_number"].to_numpy(), index=link["customer_id"].to_numpy()))
     out.set("companyNumber", number)
-    out.fail(number.isna().to_numpy(), "parent account " + parent.fillna("") + ": not coupled to a customer with a company contact")
+    out.fail(
+        number.isna().to_numpy(),
+        "parent account " + parent.fillna("") + ": not coupled to a customer with a company contact",
+    )
 
 
 def _invoice(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Extras) -> None:
@@ -215,7 +248,10 @@ def _invoice(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Extras) 
     if bind:
         out.set(bind[0], account, bind[1])
     out.set("name", src["number"].astype("string"))
-    out.fail(account.isna().to_numpy(), "sell-to customer " + src["customerId"].astype("string").fillna("") + " is not coupled")
+    out.fail(
+        account.isna().to_numpy(),
+        "sell-to customer " + src["customerId"].astype("string").fillna("") + " is not coupled",
+    )
 
 
 def _invoice_line(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Extras) -> None:
@@ -223,7 +259,10 @@ def _invoice_line(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Ext
     bind = _bind(ctx, m, "invoiceid", INVOICE)
     if bind:
         out.set(bind[0], invoice, bind[1])
-    out.fail(invoice.isna().to_numpy(), "invoice " + src["documentId"].astype("string").fillna("") + " is not coupled")
+    out.fail(
+        invoice.isna().to_numpy(),
+        "invoice " + src["documentId"].astype("string").fillna("") + " is not coupled",
+    )
     item = src["itemId"].astype("string").str.lower()
     has_item = item.notna() & (item != BLANK_GUID)
     product = ctx.dataverse_of(ITEM, item.where(has_item))
@@ -231,16 +270,28 @@ def _invoice_line(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Ext
     resources = ctx.mapping_of_table(RESOURCE)
     if resources is not None and is_resource.any():
         rows = ctx.bc_frame(resources, ("id", "number"))
-        ids = src["lineObjectNumber"].map(pd.Series(rows["id"].astype("string").str.lower().to_numpy(), index=rows["number"].to_numpy()))
+        ids = src["lineObjectNumber"].map(
+            pd.Series(rows["id"].astype("string").str.lower().to_numpy(), index=rows["number"].to_numpy())
+        )
         product = product.fillna(ctx.dataverse_of(RESOURCE, ids.where(is_resource).astype("string")))
     linked = has_item | is_resource
     bind = _bind(ctx, m, "productid", ITEM)
     if bind:
         out.set(bind[0], product.where(linked), bind[1])
-    out.fail((linked & product.isna()).to_numpy(), "line " + src["lineObjectNumber"].astype("string").fillna("") + ": its item or resource is not coupled")
+    out.fail(
+        (linked & product.isna()).to_numpy(),
+        "line "
+        + src["lineObjectNumber"].astype("string").fillna("")
+        + ": its item or resource is not coupled",
+    )
     write_in = ~linked
     if write_in.any():
-        label = src["lineObjectNumber"].astype("string").fillna("") + " " + src["description"].astype("string").fillna("") + "."
+        label = (
+            src["lineObjectNumber"].astype("string").fillna("")
+            + " "
+            + src["description"].astype("string").fillna("")
+            + "."
+        )
         out.set("isproductoverridden", write_in)
         out.set("productdescription", label.where(write_in))
     out.set("lineitemnumber", pd.to_numeric(src["sequence"], errors="coerce").astype("Int64"))
@@ -260,7 +311,10 @@ def _unit_group(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Extra
 
 def _salesperson(ctx: PlanContext, m: TableMapping, src: pd.DataFrame, out: Extras) -> None:
     codes = ctx.bc_frame(m, ("code",))["code"].astype("string")
-    taken = pd.to_numeric(codes[codes.str.startswith(SALESPERSON_PREFIX, na=False)].str[len(SALESPERSON_PREFIX):], errors="coerce")
+    taken = pd.to_numeric(
+        codes[codes.str.startswith(SALESPERSON_PREFIX, na=False)].str[len(SALESPERSON_PREFIX) :],
+        errors="coerce",
+    )
     start = int(max(taken.max() if taken.notna().any() else 0, ctx.counters.get(SALESPERSON, 0)))
     numbers = range(start + 1, start + 1 + len(src))
     ctx.counters[SALESPERSON] = start + len(src)
@@ -278,7 +332,11 @@ def create_extras(ctx: PlanContext, m: TableMapping, direction: str, src: pd.Dat
             target = next((name for name, t in et.navigation.items() if name == attribute), None)
             if target:
                 entity_set = next(
-                    (s for s, e in ctx.ws.dataverse.metadata().entity_sets.items() if f"mscrm.{e.name}" == et.navigation[target]),
+                    (
+                        s
+                        for s, e in ctx.ws.dataverse.metadata().entity_sets.items()
+                        if f"mscrm.{e.name}" == et.navigation[target]
+                    ),
                     None,
                 )
                 if entity_set:

@@ -53,7 +53,9 @@ def navigation(ws: Any, entity_set: str, attribute: str, target_set: str) -> str
     typed = f"{attribute}_{md.entity(target_set).name}"
     if typed in navs:
         return typed
-    raise SyncPlanError(f"Dataverse {entity_set} has no navigation property to bind {attribute} to {target_set}")
+    raise SyncPlanError(
+        f"Dataverse {entity_set} has no navigation property to bind {attribute} to {target_set}"
+    )
 
 
 def columns(ctx: TransformContext, m: TableMapping, direction: str) -> list[Column]:
@@ -160,13 +162,10 @@ class Converted:
     transfer: pd.DataFrame
     notes: pd.DataFrame
 
-    def first_note(self, position: int, targets: list[str]) -> str | None:
-        """The first note among ``targets`` of the row at ``position``."""
-        row = self.notes.iloc[position]
-        return next((str(row[t]) for t in targets if not pd.isna(row[t])), None)
 
-
-def convert(ctx: TransformContext, m: TableMapping, direction: str, cols: list[Column], src: pd.DataFrame) -> Converted:
+def convert(
+    ctx: TransformContext, m: TableMapping, direction: str, cols: list[Column], src: pd.DataFrame
+) -> Converted:
     """The target values of the rows of ``src`` (the source side's rows, typed as read)."""
     side = "dataverse" if direction == "to_dataverse" else "bc"
     values, transfer, notes = {}, {}, {}
@@ -194,7 +193,9 @@ def convert(ctx: TransformContext, m: TableMapping, direction: str, cols: list[C
     )
 
 
-def wire(cols_by_target: dict[str, Column], after: dict[str, Any], binds: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def wire(
+    cols_by_target: dict[str, Column], after: dict[str, Any], binds: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
     """The request body writing ``after`` (lookups as ``@odata.bind``)."""
     body: dict[str, Any] = {}
     for column, value in after.items():

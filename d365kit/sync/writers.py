@@ -4,9 +4,10 @@ BC: a JSON ``$batch`` of at most 100 operations (POST with the new row's ``id``;
 Dataverse: a multipart ``$batch`` without changeset and with ``odata.continue-on-error`` (POST with the new
 row's primary key; PATCH with ``If-Match``), each part asking ``return=representation`` of the key and
 ``modifiedon`` so the answer carries the new modification time and ETag. Choice: not ``CreateMultiple``
-(all-or-nothing per request: one bad row fails all, and which one is not said) nor ``UpdateMultiple`` (it
-takes no ETag per row, so it could overwrite a change made after planning); one failing operation in a
-``$batch`` is that operation's error, the rest go through.
+(all-or-nothing per request: one bad row fails all, and which one is not said) nor ``UpdateMultiple``
+(UNVERIFIED whether real Dataverse honours a per-row ETag there; the sandbox does not, so it could overwrite
+a change made after planning); one failing operation in a ``$batch`` is that operation's error, the rest
+go through.
 
 What an answer means:
 
@@ -68,7 +69,9 @@ def _request(ws: Any, op: Operation) -> Request:
     if side_of(op) == "bc":
         if op.write == "create":
             return Request("POST", op.target_set, op.body, id=op.op_id)  # type: ignore[arg-type]
-        return Request("PATCH", f"{op.target_set}({op.bc_id})", op.body, {"If-Match": op.etag or ""}, id=op.op_id)
+        return Request(
+            "PATCH", f"{op.target_set}({op.bc_id})", op.body, {"If-Match": op.etag or ""}, id=op.op_id
+        )
     select = f"?$select={key},{op.stamp_field}" if op.stamp_field else ""
     prefer = {"Prefer": "return=representation"} if select else {}
     if op.write == "create":
@@ -120,10 +123,15 @@ def send(ws: Any, ops: list[Operation]) -> list[Outcome]:
     except Exception as exc:  # noqa: BLE001 - every failure of the request leaves its operations unknown
         retry = exc.retry_after if isinstance(exc, ODataError) else None
         code, text = _message(exc, getattr(exc, "status", 0))
-        return [Outcome(op.op_id, "unknown", code=code, error=f"{type(exc).__name__}: {text}", retry_after=retry) for op in ops]
+        return [
+            Outcome(op.op_id, "unknown", code=code, error=f"{type(exc).__name__}: {text}", retry_after=retry)
+            for op in ops
+        ]
     by_id = {r.operation.id: r for r in results}
     return [
-        _outcome(op, by_id[op.op_id]) if op.op_id in by_id else Outcome(op.op_id, "unknown", error="no answer in the batch")
+        _outcome(op, by_id[op.op_id])
+        if op.op_id in by_id
+        else Outcome(op.op_id, "unknown", error="no answer in the batch")
         for op in ops
     ]
 
@@ -138,7 +146,9 @@ def verify(ws: Any, ops: list[Operation], duplicates: set[str]) -> list[Outcome]
     """Read the targets of ``ops`` (same side and entity set) and say what became of each (``resend`` when
     the write did not happen). ``duplicates``: creates last answered "key exists"."""
     first = ops[0]
-    columns = sorted({c for op in ops for c in op.after} | ({first.stamp_field} if first.stamp_field else set()))
+    columns = sorted(
+        {c for op in ops for c in op.after} | ({first.stamp_field} if first.stamp_field else set())
+    )
     ids = [op.target_id for op in ops]
     if side_of(first) == "bc":
         rows = read.bc_rows(ws, first.target_set, first.target_api or "v2.0", ids, columns)  # type: ignore[arg-type]
@@ -151,7 +161,9 @@ def verify(ws: Any, ops: list[Operation], duplicates: set[str]) -> list[Outcome]
         if not users or column not in rows:
             continue
         held = rows[column].reindex([op.target_id for op in users])
-        ok = same(held, pd.Series([op.after[column] for op in users], dtype=object), types.get(column, "Edm.String"))
+        ok = same(
+            held, pd.Series([op.after[column] for op in users], dtype=object), types.get(column, "Edm.String")
+        )
         for op, good in zip(users, ok, strict=True):
             agree[op.op_id] &= bool(good)
     out = []
@@ -166,7 +178,11 @@ def verify(ws: Any, ops: list[Operation], duplicates: set[str]) -> list[Outcome]
             continue
         row = rows.loc[op.target_id]
         stamp = row.get(op.stamp_field) if op.stamp_field else None
-        stamp_text = None if stamp is None or pd.isna(stamp) else pd.Timestamp(stamp).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        stamp_text = (
+            None
+            if stamp is None or pd.isna(stamp)
+            else pd.Timestamp(stamp).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        )
         etag = None if pd.isna(row.get("_etag")) else str(row.get("_etag"))
         if op.write == "create":
             out.append(Outcome(op.op_id, "done", stamp_text, etag))

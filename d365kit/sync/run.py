@@ -1,0 +1,63 @@
+"""``SyncRun``: what a run did, as the journal records it: every operation's end state, the job rows and
+error rows, and the counts of BC's Integration Synch. Job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+@dataclass
+class SyncRun:
+    """What a run did: every operation's end state, the job rows and error rows it wrote."""
+
+    run_id: str
+    journal: Path
+    operations: pd.DataFrame
+    jobs: pd.DataFrame
+    errors: pd.DataFrame
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """inserted / modified / unchanged / skipped / failed / coupled / uncoupled over the run's jobs."""
+        keys = ("inserted", "modified", "unchanged", "skipped", "failed", "coupled", "uncoupled")
+        return {k: int(self.jobs[k].sum()) if k in self.jobs else 0 for k in keys}
+
+    @property
+    def conflicts(self) -> pd.DataFrame:
+        return self.operations[self.operations["state"] == "conflict"].reset_index(drop=True)
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.operations[self.operations["state"] == "failed"].reset_index(drop=True)
+
+    @property
+    def ok(self) -> bool:
+        """Every operation done or skipped, every coupling change made."""
+        return (
+            bool(self.operations["state"].isin(["done", "skipped"]).all())
+            and not (self.operations["coupling_state"] == "failed").any()
+        )
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.operations
+
+    def summary(self) -> pd.DataFrame:
+        """Operations per mapping, kind and end state."""
+        if self.operations.empty:
+            return pd.DataFrame(columns=["mapping", "kind", "state", "operations"])
+        out = self.operations.groupby(["mapping", "kind", "state"], sort=False).size().rename("operations")
+        return out.reset_index()
+
+    def _repr_html_(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        return f"<p>SyncRun {self.run_id}: {counts} ({self.seconds:.1f} s)</p>" + self.summary().to_html(
+            index=False
+        )
+
+    def __repr__(self) -> str:
+        return f"SyncRun({self.run_id}, {self.counts})"
