@@ -146,14 +146,18 @@ def normalize(frame: pd.DataFrame, *, tz: str = "UTC") -> pd.DataFrame:
 
 
 def _times(s: pd.Series, tz: str) -> pd.Series:
+    """UTC timestamps; BC's blank date (``0001-01-01``, "never synchronized") and anything before 1900 -> NaT."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
-        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    parsed = pd.to_datetime(
-        s.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed"
-    )
-    if getattr(parsed.dt, "tz", None) is None:
-        parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        parsed = s.dt.tz_convert("UTC")
+    else:
+        parsed = pd.to_datetime(
+            s.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed"
+        )
+        if getattr(parsed.dt, "tz", None) is None:
+            parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        parsed = parsed.dt.tz_convert("UTC")
+    parsed = parsed.where(parsed.dt.year >= 1900)
+    return parsed.astype("datetime64[ns, UTC]")
 
 
 def from_companion(bc: Any, table_ids: list[int] | tuple[int, ...] | None = None) -> pd.DataFrame:

@@ -61,6 +61,17 @@ def test_from_file_reads_bc_captions_braced_guids_and_yes_no(tmp_path):
     ]
 
 
+def test_bc_blank_date_means_never_synchronized(tmp_path):
+    path = tmp_path / "couplings.csv"
+    path.write_text(
+        "CRM ID,Integration ID,Table ID,Last Synch. Modified On,Last Synch. CRM Modified On\n"
+        f"{GUID_B},{GUID_A},18,0001-01-01T00:00:00Z,2026-11-20T11:31:00Z\n"
+    )
+    first = C.from_file(path).iloc[0]
+    assert pd.isna(first["last_synch_modified_on"])
+    assert first["last_synch_crm_modified_on"] == pd.Timestamp("2026-11-20T11:31:00Z")
+
+
 def test_from_file_names_missing_columns(tmp_path):
     path = tmp_path / "wrong.csv"
     path.write_text("CRM ID,Integration,Table ID\nx,y,18\n")
