@@ -10,9 +10,13 @@ sandbox's shutdown at the end of the session (the server waits for the client's 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import msal
+import pytest
 import requests
 
 _cache: dict[tuple[int, str], str] = {}
@@ -66,3 +70,20 @@ def token(info: dict[str, Any], scope: str) -> str:
 def auth(info: dict[str, Any], scope: str) -> dict[str, str]:
     """``Authorization`` header for ``scope``."""
     return {"Authorization": f"Bearer {token(info, scope)}"}
+
+
+@contextmanager
+def private_sandbox(path: Path) -> Iterator[tuple[Any, Any]]:
+    """A private seeded sandbox and a Workspace on it through the built-in ``sandbox`` profile, for tests
+    that need the pristine seed or change fault knobs (the shared session sandbox must not see either)."""
+    import d365kit
+    from d365kit.sandbox.server import Sandbox
+
+    with Sandbox(data_dir=path) as sbx:
+        mp = pytest.MonkeyPatch()
+        mp.setenv("D365KIT_SANDBOX_DIR", str(sbx.info()["data_dir"]))
+        try:
+            ws = d365kit.connect("sandbox")
+        finally:
+            mp.undo()
+        yield sbx, ws

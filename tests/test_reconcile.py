@@ -7,40 +7,20 @@ Each fixture here runs its own sandbox, so other tests' scratch writes cannot di
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import PinnedSession, auth
+from helpers import PinnedSession, auth, private_sandbox
 
-import d365kit
 from d365kit import couplings as ledgers
 from d365kit.mapping import CatalogError, load_catalog
 from d365kit.reconcile import CATEGORIES, COMPARED
-from d365kit.sandbox.server import Sandbox
 
 MAPPINGS = [m.name for m in load_catalog()]
-
-
-@contextmanager
-def running(path) -> Any:
-    """A private seeded sandbox and a Workspace on it through the built-in ``sandbox`` profile."""
-    with Sandbox(data_dir=path) as sbx:
-        saved = os.environ.get("D365KIT_SANDBOX_DIR")
-        os.environ["D365KIT_SANDBOX_DIR"] = sbx.info()["data_dir"]
-        try:
-            ws = d365kit.connect("sandbox")
-        finally:
-            if saved is None:
-                os.environ.pop("D365KIT_SANDBOX_DIR", None)
-            else:
-                os.environ["D365KIT_SANDBOX_DIR"] = saved
-        yield sbx, ws
 
 
 def na(value: Any) -> Any:
@@ -55,7 +35,7 @@ def found(result) -> dict[tuple[str, str | None, str | None], dict]:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    with running(tmp_path_factory.mktemp("reconcile")) as (sbx, ws):
+    with private_sandbox(tmp_path_factory.mktemp("reconcile")) as (sbx, ws):
         manifest = json.loads(Path(sbx.info()["manifest"]).read_text())
         yield ws, manifest, {name: ws.reconcile(name, progress=False) for name in MAPPINGS}
 
@@ -235,7 +215,7 @@ class Raw:
 @pytest.fixture(scope="module")
 def edited(tmp_path_factory):
     """A second private sandbox: pick six healthy customers, change them through the raw APIs."""
-    with running(tmp_path_factory.mktemp("edited")) as (sbx, ws):
+    with private_sandbox(tmp_path_factory.mktemp("edited")) as (sbx, ws):
         info = sbx.info()
         manifest = json.loads(Path(info["manifest"]).read_text())
         before = ws.reconcile("CUSTOMER", progress=False)

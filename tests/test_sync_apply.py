@@ -12,13 +12,11 @@ import uuid
 
 import pandas as pd
 import pytest
+from helpers import private_sandbox
 from sync_raw import Raw, new_id
 
-import d365kit
 from d365kit import health
 from d365kit.odata.batch import parse_multipart_response
-from d365kit.sandbox.server import Sandbox
-from d365kit.sandbox_profile import sandbox_profile
 from d365kit.sync import Journal, SyncDirectionError
 
 ENTITIES = {
@@ -31,11 +29,7 @@ SYSTEM = {"@odata.etag", "modifiedon", "_modifiedby_value", "versionnumber", "la
 @pytest.fixture(scope="module")
 def private(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("sync-apply")
-    with Sandbox(data_dir) as sbx:
-        mp = pytest.MonkeyPatch()
-        mp.setenv("D365KIT_SANDBOX_DIR", str(data_dir))
-        ws = d365kit.connect(sandbox_profile())
-        mp.undo()
+    with private_sandbox(data_dir) as (sbx, ws):
         raw = Raw(sbx.info())
         yield ws, raw, data_dir / "journal.sqlite"
         raw.close()

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import private_sandbox
 from sync_raw import Raw, new_id
 
 import d365kit
 from d365kit import couplings as ledgers
-from d365kit.sandbox.server import Sandbox
-from d365kit.sandbox_profile import sandbox_profile
 from d365kit.sync import Journal, SyncPlan
 
 
@@ -32,11 +31,7 @@ def private(tmp_path_factory):
     """A private sandbox (fault knobs and thousands of rows must not reach the shared one), a workspace on
     it and raw access."""
     data_dir = tmp_path_factory.mktemp("sync-faults")
-    with Sandbox(data_dir) as sbx:
-        mp = pytest.MonkeyPatch()
-        mp.setenv("D365KIT_SANDBOX_DIR", str(data_dir))
-        ws = d365kit.connect(sandbox_profile())
-        mp.undo()
+    with private_sandbox(data_dir) as (sbx, ws):
         raw = Raw(sbx.info())
         yield sbx, ws, raw
         raw.close()

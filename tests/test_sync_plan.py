@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import private_sandbox
 from sync_raw import Raw
 
-import d365kit
 from d365kit.mapping import load_catalog
-from d365kit.sandbox.server import Sandbox
-from d365kit.sandbox_profile import sandbox_profile
 from d365kit.sync import SyncDirectionError, SyncPlan, SyncPlanError
 from d365kit.sync.model import IN_SYNC, Operation
 from d365kit.sync.order import dependency_order
@@ -26,11 +24,7 @@ CATALOG = load_catalog()
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("sync-plan")
-    with Sandbox(data_dir) as sbx:
-        mp = pytest.MonkeyPatch()
-        mp.setenv("D365KIT_SANDBOX_DIR", str(data_dir))
-        ws = d365kit.connect(sandbox_profile())
-        mp.undo()
+    with private_sandbox(data_dir) as (sbx, ws):
         raw = Raw(sbx.info())
         results = {name: ws.reconcile(name, progress=False) for name in ("CUSTOMER", "CONTACT")}
         yield ws, raw, results

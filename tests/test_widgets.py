@@ -3,31 +3,19 @@
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import plotly.io as pio
 import pytest
+from helpers import private_sandbox
 
-import d365kit
 from d365kit import views, widgets
-from d365kit.sandbox.server import Sandbox
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 
 
 @pytest.fixture(scope="module")
 def private_ws(tmp_path_factory):
-    with Sandbox(data_dir=tmp_path_factory.mktemp("widgets")) as sbx:
-        saved = os.environ.get("D365KIT_SANDBOX_DIR")
-        os.environ["D365KIT_SANDBOX_DIR"] = sbx.info()["data_dir"]
-        try:
-            ws = d365kit.connect("sandbox")
-        finally:
-            if saved is None:
-                os.environ.pop("D365KIT_SANDBOX_DIR", None)
-            else:
-                os.environ["D365KIT_SANDBOX_DIR"] = saved
+    with private_sandbox(tmp_path_factory.mktemp("widgets")) as (_, ws):
         yield ws
 
 
