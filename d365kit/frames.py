@@ -1,7 +1,7 @@
 """Rows to typed pandas DataFrames, with one set of conventions for both services.
 
 - Edm.DateTimeOffset -> ``datetime64[ns, UTC]`` (tz-aware); Edm.Date -> ``datetime64[ns]`` (naive, midnight);
-  BC's empty date ``0001-01-01`` -> NaT.
+  BC's empty date ``0001-01-01`` (and datetime ``0001-01-01T00:00:00Z``) -> NaT.
 - Edm.Decimal/Double -> ``float64``; Edm.Int32/Int64 -> nullable ``Int64``; Edm.Boolean -> nullable ``boolean``.
 - Edm.Guid -> ``string`` (lower case); Edm.String and enums -> ``string`` (pandas' StringDtype).
 - Dataverse lookups keep their wire name ``_x_value`` (a GUID string column).
@@ -37,7 +37,8 @@ def convert(frame: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
         s = frame[col]
         edm = types.get(col)
         if edm == "Edm.DateTimeOffset":
-            out[col] = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+            stamps = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+            out[col] = stamps.where(stamps.dt.year > 1).astype("datetime64[ns, UTC]")  # BC's blank: 0001-01-01T00:00:00Z
         elif edm == "Edm.Date":
             out[col] = pd.to_datetime(s.where(s != "0001-01-01"), errors="coerce", format="%Y-%m-%d")
         elif edm in ("Edm.Decimal", "Edm.Double", "Edm.Single"):

@@ -43,6 +43,16 @@ MISMATCHES: dict[str, tuple[str, ...]] = {
 }
 HEALTHY_COUPLED = ("in_sync", "drift", "conflict", "pending", "skipped", "failed")
 # Columns shown per mismatch kind (those empty in every row are dropped when shown).
+_SYNCH_RESULT_COLUMNS = (
+    "mapping",
+    "bc_key",
+    "bc_id",
+    "dataverse_id",
+    "changed_side",
+    "bc_fields",
+    "last_synch_result",
+    "last_synch_crm_result",
+)
 _MISMATCH_COLUMNS = {
     "orphan": ("mapping", "category", "bc_key", "bc_id", "dataverse_id", "coupling_id"),
     "duplicate": ("mapping", "bc_key", "bc_id", "dataverse_id", "coupling_ids", "reason"),
@@ -57,26 +67,8 @@ _MISMATCH_COLUMNS = {
         "match_rule",
     ),
     "out_of_scope": ("mapping", "bc_key", "bc_id", "dataverse_id", "coupling_id", "reason"),
-    "skipped": (
-        "mapping",
-        "bc_key",
-        "bc_id",
-        "dataverse_id",
-        "changed_side",
-        "bc_fields",
-        "last_synch_result",
-        "last_synch_crm_result",
-    ),
-    "failed": (
-        "mapping",
-        "bc_key",
-        "bc_id",
-        "dataverse_id",
-        "changed_side",
-        "bc_fields",
-        "last_synch_result",
-        "last_synch_crm_result",
-    ),
+    "skipped": _SYNCH_RESULT_COLUMNS,
+    "failed": _SYNCH_RESULT_COLUMNS,
 }
 CATEGORY_COLORS = {
     "in_sync": health.COLORS["ok"],

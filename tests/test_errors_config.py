@@ -75,3 +75,13 @@ def test_profile_errors_name_the_fix(tmp_path, monkeypatch):
     cert = _write(tmp_path, '[profiles.x]\ntenant_id = "t"\nclient_id = "c"\nauth_mode = "certificate"\n')
     with pytest.raises(ConfigError, match="certificate_path"):
         get_profile("x", cert)
+
+
+def test_bc_blank_datetime_reads_as_missing():
+    import pandas as pd
+
+    from d365kit.frames import convert
+
+    frame = convert(pd.DataFrame({"t": ["0001-01-01T00:00:00Z", "2026-11-20T11:30:00Z"]}), {"t": "Edm.DateTimeOffset"})
+    assert str(frame["t"].dtype) == "datetime64[ns, UTC]"
+    assert pd.isna(frame["t"].iloc[0]) and frame["t"].iloc[1] == pd.Timestamp("2026-11-20T11:30:00Z")
