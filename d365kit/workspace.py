@@ -90,6 +90,7 @@ def connect(
     bc_session = ODataSession(
         "Business Central",
         lambda force_refresh=False: tokens.token(prof.bc_scope, force_refresh=force_refresh),
+        origin=prof.bc_api_url,
         http=http,
         max_concurrency=bc_concurrency,
     )
@@ -99,6 +100,7 @@ def connect(
         dv_session = ODataSession(
             "Dataverse",
             lambda force_refresh=False: tokens.token(prof.dataverse_scope, force_refresh=force_refresh),
+            origin=prof.dataverse_url,
             http=http,
             max_concurrency=dataverse_concurrency,
         )

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
+from fake_transport import session_with
 
 import d365kit
 from d365kit.auth import AuthError, TokenProvider
@@ -23,13 +22,13 @@ from d365kit.odata.errors import BadRequestError, ConflictError, NotFoundError, 
 from d365kit.odata.metadata import UnknownNameError
 from d365kit.odata.paging import iter_rows
 from d365kit.odata.query import Q, Query
-from d365kit.odata.session import ODataSession, PinnedSession, RetryPolicy
+from d365kit.odata.session import ODataSession, RetryPolicy
 
 
 def test_public_api_is_pinned():
     assert sorted(d365kit.__all__) == sorted(
         [
-            "AuthenticationError", "BadRequestError", "Catalog", "CatalogError", "ConfigError", "ConflictError", "D365Error", "NotFoundError",
+            "AuthenticationError", "BadRequestError", "Catalog", "CatalogError", "ConfigError", "ConflictError", "D365Error", "ForeignOriginError", "NotFoundError",
             "ODataError", "Profile", "Q", "Query", "ReconcileResult", "SyncPlan", "SyncRun", "ThrottledError", "TransportError",
             "Workspace", "__version__",
             "connect", "get_profile", "load_catalog",
@@ -112,7 +111,7 @@ def test_401_refreshes_the_token_once(ws, sandbox):
         calls.append(force_refresh)
         return ws.tokens.token(ws.profile.bc_scope) if force_refresh else expired
 
-    session = ODataSession("BC", token, http=ws.bc.session.http, max_concurrency=2)
+    session = ODataSession("BC", token, origin=ws.profile.bc_api_url, http=ws.bc.session.http, max_concurrency=2)
     resp = session.request("GET", ws.bc.root() + "companies")
     assert resp.status_code == 200 and calls == [False, True] and session.stats["refreshed"] == 1
 
@@ -139,33 +138,17 @@ def test_typed_errors_name_the_problem(ws):
         ws.dataverse.get("accounts", str(uuid.uuid4()))
 
 
-class _Junk(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
-        body = b'{"value": [{"id": 1}, {"id"' if "trunc" in self.path else b"<html>gateway</html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def test_non_json_and_truncated_answers_are_clear_errors():
+    def junk(request):
+        body = b'{"value": [{"id": 1}, {"id"' if "trunc" in request.url else b"<html>gateway</html>"
+        return 200, {"Content-Type": "application/json"}, body
 
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture()
-def junk_server():
-    server = HTTPServer(("127.0.0.1", 0), _Junk)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-def test_non_json_and_truncated_answers_are_clear_errors(junk_server):
-    session = ODataSession("Junk", lambda force_refresh=False: "t", http=PinnedSession(), max_concurrency=1)
+    http, _ = session_with(junk)
+    session = ODataSession("Junk", lambda force_refresh=False: "t", origin="https://junk.test", http=http, max_concurrency=1)
     with pytest.raises(TransportError, match="not JSON"):
-        list(iter_rows(session, junk_server + "/trunc"))
+        list(iter_rows(session, "https://junk.test/trunc"))
     with pytest.raises(TransportError, match="not JSON"):
-        list(iter_rows(session, junk_server + "/html"))
+        list(iter_rows(session, "https://junk.test/html"))
 
 
 # -- BC client -------------------------------------------------------------------------------------

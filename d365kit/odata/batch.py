@@ -47,10 +47,18 @@ def _chunks(ops: list[Operation], size: int) -> list[list[Operation]]:
     return [ops[i : i + size] for i in range(0, len(ops), size)]
 
 
+def _check_origins(session: ODataSession, operations: list[Operation]) -> None:
+    """Absolute operation URLs must name the service's own origin, as any URL the session sends to."""
+    for op in operations:
+        if op.url.startswith(("http:", "https:", "//")):
+            session.check_origin(op.url)
+
+
 def bc_batch(
     session: ODataSession, root: str, operations: list[Operation], *, atomic: bool = False
 ) -> list[OperationResult]:
     """Run operations as BC JSON batches of at most 100 (each batch atomic when ``atomic``)."""
+    _check_origins(session, operations)
     results: list[OperationResult] = []
     for chunk in _chunks(operations, BC_MAX_OPERATIONS):
         requests_ = []
@@ -110,6 +118,7 @@ def dataverse_batch(
     continue_on_error: bool = True,
 ) -> list[OperationResult]:
     """Run operations as multipart batches of at most 1,000; writes go in one atomic changeset per batch."""
+    _check_origins(session, operations)
     results: list[OperationResult] = []
     for chunk in _chunks(operations, DATAVERSE_MAX_OPERATIONS):
         batch_b = f"batch_{uuid.uuid4()}"

@@ -24,6 +24,10 @@ class TransportError(D365Error):
     """The service could not be reached, or its answer was cut off or unreadable."""
 
 
+class ForeignOriginError(D365Error):
+    """A URL outside the service's own https origin: refused before anything is sent (no token leaves)."""
+
+
 class ODataError(D365Error):
     """An error answer of BC or Dataverse: status, code, message and correlation id."""
 

@@ -4,6 +4,11 @@ Retries: 429 (any method: the service did not process the request), 503/504 and 
 (reads, and writes only when the caller declares them idempotent), honouring ``Retry-After`` and otherwise
 waiting a capped exponential backoff with full jitter. A 401 refreshes the token once and retries once.
 Each retry is logged (method, URL, status, wait) — never a header, so never a token.
+
+Tokens go only to the service's own origin: every URL (the caller's, and every link a service hands back —
+``@odata.nextLink``, ``@odata.deltaLink``, batch locations) is checked against the origin the session was
+made for (scheme https, host, port) before a byte is sent; anything else raises ``ForeignOriginError``.
+This is the one place that check lives.
 """
 
 from __future__ import annotations
@@ -15,11 +20,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from d365kit.odata.errors import TransportError, error_from_response
+from d365kit.odata.errors import ForeignOriginError, TransportError, error_from_response
 
 log = logging.getLogger("d365kit.odata")
 
@@ -75,6 +81,23 @@ def _sent_nothing(exc: requests.RequestException) -> bool:
     return isinstance(exc, requests.exceptions.ConnectTimeout) or "NewConnectionError" in repr(exc)
 
 
+def origin_of(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, host lower-cased and the port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"https": 443, "http": 80}.get(scheme, 0)
+    return scheme, (parts.hostname or "").lower(), port or default
+
+
+def _show(origin: tuple[str, str, int]) -> str:
+    scheme, host, port = origin
+    return f"{scheme}://{host}:{port}" if host else "(no host)"
+
+
 class ODataSession:
     """Authenticated requests to one service, with retries and a concurrency limit."""
 
@@ -83,6 +106,7 @@ class ODataSession:
         name: str,
         token: Callable[..., str],
         *,
+        origin: str,
         http: PinnedSession,
         max_concurrency: int,
         timeout: tuple[float, float] = (10.0, 180.0),
@@ -91,6 +115,12 @@ class ODataSession:
         rng: random.Random | None = None,
     ):
         self.name = name
+        self.origin = origin_of(origin)
+        if self.origin[0] != "https" or not self.origin[1]:
+            raise ForeignOriginError(
+                f"{name}: the service URL {origin!r} is not https; tokens are only sent over https. "
+                "Fix the profile's URL."
+            )
         self._token = token
         self.http = http
         self.max_concurrency = max_concurrency
@@ -104,6 +134,16 @@ class ODataSession:
     def __repr__(self) -> str:
         return f"ODataSession({self.name!r}, max_concurrency={self.max_concurrency})"
 
+    def check_origin(self, url: str) -> None:
+        """Refuse a URL outside the service's own origin, before anything (a token above all) is sent."""
+        target = origin_of(url)
+        if target != self.origin:
+            raise ForeignOriginError(
+                f"{self.name}: refused to send a request to {_show(target)}: it is not the service's own "
+                f"origin {_show(self.origin)}, so the token stays here. A link the service returned "
+                "(nextLink, deltaLink, a batch location) or a URL passed in points elsewhere; nothing was sent."
+            )
+
     def request(
         self,
         method: str,
@@ -115,6 +155,7 @@ class ODataSession:
         **kwargs: Any,
     ) -> requests.Response:
         """Send one request; raise a typed ODataError for an error answer (unless told not to)."""
+        self.check_origin(url)
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if idempotent is None else idempotent
         refreshed = False
