@@ -23,7 +23,8 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)
-	$(BIN)/ruff check d365kit tests
+	$(BIN)/ruff check d365kit tests bench
+	$(BIN)/ruff format --check d365kit tests bench
 	$(BIN)/python -m pytest -q -ra
 
 # The benchmarks' baselines (the `bench` extra), installed on first use and after pyproject.toml changes.
@@ -37,8 +38,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/d365kit bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check d365kit tests
-	$(BIN)/ruff format --check d365kit tests
+	$(BIN)/ruff check d365kit tests bench
+	$(BIN)/ruff format --check d365kit tests bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache reports

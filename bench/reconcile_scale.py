@@ -89,7 +89,7 @@ def _reconcile(data_dir: str, mapping: str, trace: bool, out: Any) -> None:
             "peak_rss_mib": _mib(peak),
             "rss_growth_mib": _mib(peak - base),
             "categories": {
-                c: n for c, n in zip(result.summary["category"], result.summary["records"], strict=True)
+                c: n for c, n in zip(result.summary()["category"], result.summary()["records"], strict=True)
             },
             "precision": round(len(found & expected) / max(1, len(found)), 4),
             "recall": round(len(found & expected) / max(1, len(expected)), 4),

@@ -19,17 +19,14 @@ from urllib.parse import urlsplit
 
 import msal
 
-from d365kit.config import ConfigError, Profile
+from d365kit.config import Profile
+from d365kit.errors import AuthError, ConfigError
 from d365kit.odata.session import PinnedSession
 
 log = logging.getLogger(__name__)
 
 # Hosts msal knows as Entra instances; anything else (the sandbox) skips instance discovery.
 _ENTRA_HOSTS = ("login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn", "login.microsoft.com")
-
-
-class AuthError(Exception):
-    """A token could not be acquired; the message is Entra's own description, never a secret."""
 
 
 def _default_cache_path(profile: Profile) -> Path:

@@ -192,7 +192,7 @@ def _journal(args: argparse.Namespace) -> Path:
 def cmd_sync_resume(args: argparse.Namespace) -> int:
     """Finish a journaled sync run (killed, or with operations left to retry)."""
     import d365kit
-    from d365kit.sync import SyncPlanError
+    from d365kit.errors import SyncPlanError
 
     try:
         run = d365kit.connect(args.profile).resume(args.run_id, journal=_journal(args), progress=not args.quiet)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from d365kit.errors import UsageError
 from d365kit.mapping.model import COMPARE_KINDS
 from d365kit.mapping.transforms import equal, normalize
 
@@ -41,9 +42,9 @@ class FieldSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in COMPARE_KINDS:
-            raise ValueError(f"kind {self.kind!r} is not one of {COMPARE_KINDS}")
+            raise UsageError(f"kind {self.kind!r} is not one of {COMPARE_KINDS}")
         if self.tolerance is not None and not self.tolerance >= 0:
-            raise ValueError(f"tolerance {self.tolerance!r} is not a number >= 0")
+            raise UsageError(f"tolerance {self.tolerance!r} is not a number >= 0")
 
     @property
     def label(self) -> str:
@@ -81,7 +82,7 @@ def field_differs(
     """Position by position (indexes ignored): whether ``left`` and ``right`` differ once both are
     normalized for ``kind``; null equals null (and blank text), a value never equals null."""
     if len(left) != len(right):
-        raise ValueError(f"cannot pair {len(left)} values with {len(right)}")
+        raise UsageError(f"cannot pair {len(left)} values with {len(right)}")
     a, b = _positional(left), _positional(right)
     differs = np.zeros(len(a), dtype=bool)
     rest = _not_identical(a, b)
@@ -162,18 +163,18 @@ def _pair(lkeys: pd.Index, rkeys: pd.Index) -> tuple[np.ndarray | None, np.ndarr
     """Positions of the paired rows in each frame, in left order (None: every row, in order)."""
     if lkeys.equals(rkeys):
         if not _unique(lkeys):
-            raise ValueError("duplicate keys: each key must name one row on each side")
+            raise UsageError("duplicate keys: each key must name one row on each side")
         return None, None
     found = _hashed_indexer(lkeys, rkeys)
     if found is None:
         try:
             found = pd.Index(rkeys.to_numpy(dtype=object)).get_indexer(lkeys.to_numpy(dtype=object))
         except pd.errors.InvalidIndexError:
-            raise ValueError("duplicate keys in the right frame: each key must name one row") from None
+            raise UsageError("duplicate keys in the right frame: each key must name one row") from None
     lpos = np.flatnonzero(found >= 0)
     rpos = found[lpos]
     if len(rpos) and np.bincount(rpos).max() > 1:
-        raise ValueError("duplicate keys in the left frame: each key must name one row")
+        raise UsageError("duplicate keys in the left frame: each key must name one row")
     return (None if len(lpos) == len(lkeys) else lpos), rpos
 
 

@@ -25,13 +25,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from d365kit.errors import ConfigError
+
 AuthMode = Literal["client_secret", "certificate", "device_code"]
 AUTH_MODES: tuple[str, ...] = ("client_secret", "certificate", "device_code")
 SANDBOX = "sandbox"
-
-
-class ConfigError(ValueError):
-    """A profile is missing, incomplete or asks for something impossible; the message says the fix."""
 
 
 @dataclass(frozen=True)
@@ -142,12 +140,9 @@ def load_profiles(path: Path | None = None) -> dict[str, dict[str, Any]]:
     return profiles
 
 
-def get_profile(name: str = SANDBOX, path: Path | None = None) -> Profile:
-    """Resolve a profile: the file's table, then ``D365KIT_<NAME>_<FIELD>`` overrides, validated."""
-    if name == SANDBOX:
-        from d365kit.sandbox_profile import sandbox_profile
-
-        return sandbox_profile()
+def load_profile(name: str, path: Path | None = None) -> Profile:
+    """A profile of the file: its table, then ``D365KIT_<NAME>_<FIELD>`` overrides, validated. (The built-in
+    ``sandbox`` profile is resolved by ``d365kit.profiles.get_profile``.)"""
     profiles = load_profiles(path)
     if name not in profiles:
         known = ", ".join(sorted(profiles)) or "none"
@@ -190,4 +185,4 @@ def validate(profile: Profile) -> Profile:
     return profile
 
 
-__all__ = ["AUTH_MODES", "ConfigError", "Profile", "config_path", "get_profile", "load_profiles", "replace"]
+__all__ = ["AUTH_MODES", "Profile", "config_path", "load_profile", "load_profiles", "replace"]

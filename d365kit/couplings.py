@@ -37,12 +37,12 @@ from typing import Any
 
 import pandas as pd
 
-from d365kit.bc import COMPANION
+from d365kit.bc import COMPANION, COUPLINGS
+from d365kit.errors import ConfigError, LedgerError
 from d365kit.frames import rows_to_frame
-from d365kit.odata.errors import D365Error
 from d365kit.odata.query import Q, Query
 
-COUPLING_SET = "crmIntegrationRecords"
+COUPLING_SET = COUPLINGS
 PAGE = 5_000
 
 LEDGER_COLUMNS = {
@@ -104,10 +104,6 @@ CREATE TABLE IF NOT EXISTS couplings (
 )
 """
 _TRUE = {"true", "yes", "1", "y"}
-
-
-class LedgerError(D365Error, ValueError):
-    """A coupling source that cannot be read as a ledger (missing columns, wrong table)."""
 
 
 def empty_ledger() -> pd.DataFrame:
@@ -180,7 +176,7 @@ def from_file(path: str | Path, *, tz: str = "UTC") -> pd.DataFrame:
     path = Path(path)
     if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
         if importlib.util.find_spec("openpyxl") is None:
-            raise ModuleNotFoundError(
+            raise ConfigError(
                 f"reading {path.name} needs the 'openpyxl' package, which d365kit does not install: "
                 "`pip install openpyxl`, or save the page as CSV and pass that file"
             )

@@ -10,7 +10,7 @@ delta link to pass back in. ``to_frame(..., parallel=N)`` reads ``createdon`` pa
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -19,19 +19,21 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from d365kit.errors import ODataError, TransportError, UsageError
 from d365kit.frames import FORMATTED, rows_to_frame
 from d365kit.odata.batch import Operation, OperationResult, dataverse_batch
-from d365kit.odata.errors import TransportError
 from d365kit.odata.metadata import ServiceMetadata, parse_csdl
 from d365kit.odata.paging import iter_pages
 from d365kit.odata.parallel import merge_threaded
 from d365kit.odata.query import Filter, Q, Query, key_segment
 from d365kit.odata.session import ODataSession
+from d365kit.reading import by_ids, collect
 
 DV_MAX_PAGE = 5_000
 BULK_CHUNK = 500
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
 CREATED = "createdon"  # the partition column of parallel reads
+LOOKUP_TYPE = "@Microsoft.Dynamics.CRM.lookuplogicalname"  # a lookup's target table (annotation)
 
 
 def createdon_cuts(sample: Sequence[str | None], parts: int) -> list[datetime]:
@@ -98,13 +100,12 @@ class DataverseClient:
     # -- reads -------------------------------------------------------------------------------------
 
     @staticmethod
-    def _prefer(formatted: bool, extra: str | None = None) -> dict[str, str]:
-        prefs = []
-        if formatted:
-            prefs.append('odata.include-annotations="OData.Community.Display.V1.FormattedValue"')
-        if extra:
-            prefs.append(extra)
-        return {"Prefer": ",".join(prefs)} if prefs else {}
+    def _prefer(formatted: bool, lookup_types: bool = False) -> dict[str, str]:
+        """``Prefer: odata.include-annotations`` for FormattedValue and/or a lookup's target table."""
+        wanted = [FORMATTED[1:]] if formatted else []
+        if lookup_types:
+            wanted.append(LOOKUP_TYPE[1:])
+        return {"Prefer": f'odata.include-annotations="{",".join(wanted)}"'} if wanted else {}
 
     def pages(
         self,
@@ -113,27 +114,28 @@ class DataverseClient:
         *,
         page_size: int = DV_MAX_PAGE,
         formatted: bool = False,
+        lookup_types: bool = False,
         parallel: int = 1,
     ) -> Iterator[list[dict[str, Any]]]:
-        """The rows page by page. ``parallel`` > 1 reads createdon partitions at once (pages then arrive
-        in no particular order); see ``createdon_partitions``."""
+        """The rows page by page. ``formatted``/``lookup_types`` ask for the FormattedValue and the
+        lookup-target (``lookuplogicalname``) annotations. ``parallel`` > 1 reads createdon partitions at
+        once (pages then arrive in no particular order); see ``createdon_partitions``."""
         query = query or Query()
         if query.select:
             self.metadata().check_properties(entity_set, query.select)
+        prefer = self._prefer(formatted, lookup_types)
         if parallel > 1:
-            yield from self._partitioned_pages(entity_set, query, page_size, formatted, parallel)
+            yield from self._partitioned_pages(entity_set, query, page_size, prefer, parallel)
         else:
-            yield from self._chain(entity_set, query, page_size, formatted)
+            yield from self._chain(entity_set, query, page_size, prefer)
 
     def _chain(
-        self, entity_set: str, query: Query, page_size: int, formatted: bool
+        self, entity_set: str, query: Query, page_size: int, prefer: dict[str, str]
     ) -> Iterator[list[dict[str, Any]]]:
         """One nextLink chain: the pages of one query, in the service's order."""
         url = self.entity_url(entity_set)
         qs = query.query_string()
-        for page in iter_pages(
-            self.session, f"{url}?{qs}" if qs else url, page_size=page_size, headers=self._prefer(formatted)
-        ):
+        for page in iter_pages(self.session, f"{url}?{qs}" if qs else url, page_size=page_size, headers=prefer):
             yield page["value"]
 
     def createdon_partitions(
@@ -159,7 +161,7 @@ class DataverseClient:
         """
         et = self.metadata().entity(entity_set)
         if CREATED not in et.properties:
-            raise ValueError(
+            raise UsageError(
                 f"{entity_set} has no {CREATED} column to partition a parallel read by; use parallel=1"
             )
         sample_query = Query(select=(CREATED,), filter=query.filter, extra=query.extra)
@@ -170,7 +172,7 @@ class DataverseClient:
         return createdon_ranges(createdon_cuts([row.get(CREATED) for row in first["value"]], parts))
 
     def _partitioned_pages(
-        self, entity_set: str, query: Query, page_size: int, formatted: bool, parallel: int
+        self, entity_set: str, query: Query, page_size: int, prefer: dict[str, str], parallel: int
     ) -> Iterator[list[dict[str, Any]]]:
         """Each createdon partition on its own nextLink chain, at most the session's concurrency cap at once.
 
@@ -178,15 +180,15 @@ class DataverseClient:
         service filtered a range differently from what was asked, and the frame would hold duplicates).
         """
         if query.orderby or query.top is not None:
-            raise ValueError(
+            raise UsageError(
                 "a parallel read splits the rows by createdon, so it cannot keep $orderby or $top; use parallel=1"
             )
         ranges = self.createdon_partitions(entity_set, query, parallel, sample_size=page_size)
         if len(ranges) < 2:
-            yield from self._chain(entity_set, query, page_size, formatted)
+            yield from self._chain(entity_set, query, page_size, prefer)
             return
         key = self.metadata().entity(entity_set).key
-        chains = [partial(self._chain, entity_set, query.where(r), page_size, formatted) for r in ranges]
+        chains = [partial(self._chain, entity_set, query.where(r), page_size, prefer) for r in ranges]
         seen: set[str] = set()
         for page in merge_threaded(chains, min(len(chains), self.session.max_concurrency)):
             try:
@@ -213,6 +215,39 @@ class DataverseClient:
     def count(self, entity_set: str) -> int:
         return int(self.session.request("GET", self.entity_url(entity_set) + "/$count").text)
 
+    def frames(
+        self,
+        entity_set: str,
+        query: Query | None = None,
+        *,
+        page_size: int = DV_MAX_PAGE,
+        formatted: bool = False,
+        lookup_types: Iterable[str] = (),
+        parallel: int = 1,
+    ) -> Iterator[pd.DataFrame]:
+        """The rows page by page, each page a typed frame (``$select`` columns, else all). For each attribute
+        of ``lookup_types`` (a polymorphic lookup such as ``parentcustomerid``) its target table comes as
+        ``<attribute>type``, Dataverse's own name for it."""
+        types, columns, renames = self._frame_shape(entity_set, query, tuple(lookup_types))
+        for rows in self.pages(
+            entity_set, query, page_size=page_size, formatted=formatted, lookup_types=bool(renames),
+            parallel=parallel,
+        ):
+            yield rows_to_frame(rows, types, columns, renames)
+
+    def _frame_shape(
+        self, entity_set: str, query: Query | None, lookup_types: tuple[str, ...]
+    ) -> tuple[dict[str, str], list[str], dict[str, str]]:
+        et = self.metadata().entity(entity_set)
+        renames = {f"_{a}_value{LOOKUP_TYPE}": f"{a}type" for a in lookup_types}
+        types = {**et.properties, **{name: "Edm.String" for name in renames.values()}}
+        columns = list(query.select) if query and query.select else list(et.properties)
+        return types, [*columns, *renames.values()], renames
+
+    def empty_frame(self, entity_set: str, columns: list[str], lookup_types: Iterable[str] = ()) -> pd.DataFrame:
+        types, _, renames = self._frame_shape(entity_set, None, tuple(lookup_types))
+        return rows_to_frame([], types, [*columns, *renames.values()])
+
     def to_frame(
         self,
         entity_set: str,
@@ -220,6 +255,7 @@ class DataverseClient:
         *,
         page_size: int = DV_MAX_PAGE,
         formatted: bool = False,
+        lookup_types: Iterable[str] = (),
         progress: bool = False,
         parallel: int = 1,
     ) -> pd.DataFrame:
@@ -229,16 +265,53 @@ class DataverseClient:
         order rather than the service's key order. It pays off when the service's latency, not its
         throughput, bounds the read.
         """
-        rows: list[dict[str, Any]] = []
-        with tqdm(desc=f"Dataverse {entity_set}", unit=" rows", disable=not progress) as bar:
-            for page in self.pages(
-                entity_set, query, page_size=page_size, formatted=formatted, parallel=parallel
-            ):
-                rows.extend(page)
-                bar.update(len(page))
-        et = self.metadata().entity(entity_set)
-        columns = list(query.select) if query and query.select else list(et.properties)
-        return rows_to_frame(rows, et.properties, columns)
+        _, columns, _ = self._frame_shape(entity_set, query, ())
+        return collect(
+            self.frames(
+                entity_set, query, page_size=page_size, formatted=formatted, lookup_types=lookup_types,
+                parallel=parallel,
+            ),
+            self.empty_frame(entity_set, columns, lookup_types),
+            f"Dataverse {entity_set}",
+            progress,
+        )
+
+    def rows_by_id(
+        self,
+        entity_set: str,
+        ids: Iterable[object],
+        columns: Iterable[str] = (),
+        *,
+        scope: Filter | None = None,
+        lookup_types: Iterable[str] = (),
+    ) -> pd.DataFrame:
+        """Rows by primary key (``columns`` plus ``_etag`` and ``<attribute>type`` per ``lookup_types``),
+        indexed by the lower-case key; ``scope`` narrows them."""
+        key = self.metadata().entity(entity_set).key
+        select = tuple(dict.fromkeys([key, *columns]))
+        lookup_types = tuple(lookup_types)
+        cols = [*select, "_etag"]
+        empty = self.empty_frame(entity_set, cols, lookup_types)
+
+        def read(f: Filter) -> pd.DataFrame:
+            frames = self.frames(entity_set, Query(select=select, filter=f), lookup_types=lookup_types)
+            return collect((fr.reindex(columns=list(empty.columns)) for fr in frames), empty, "", False)
+
+        return by_ids(read, key, ids, scope=scope, empty=empty, concurrency=self.session.max_concurrency)
+
+    def writable_attributes(self, entity_set: str) -> dict[str, set[str]] | None:
+        """The attributes valid for create and for update (``IsValidForCreate``/``IsValidForUpdate`` of
+        ``EntityDefinitions(...)/Attributes``); None when the service does not say (then try them all)."""
+        logical = self.metadata().entity(entity_set).name
+        url = f"{self.root}EntityDefinitions(LogicalName='{logical}')/Attributes"
+        try:
+            rows = self.session.request("GET", url).json()["value"]
+            return {
+                use: {a["LogicalName"] for a in rows if a.get(f"IsValidFor{use.title()}", True)}
+                for use in ("create", "update")
+            }
+        except (ODataError, KeyError, ValueError):
+            return None
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -287,7 +360,7 @@ class DataverseClient:
         key = self.metadata().entity(entity_set).key
         missing = [i for i, r in enumerate(rows) if key not in r]
         if missing:
-            raise ValueError(f"UpdateMultiple needs {key!r} in every row; rows {missing[:5]} lack it")
+            raise UsageError(f"UpdateMultiple needs {key!r} in every row; rows {missing[:5]} lack it")
         self._bulk(entity_set, "UpdateMultiple", rows, chunk_size, progress)
 
     def upsert_multiple(self, entity_set: str, rows: list[dict[str, Any]], *, chunk_size: int = BULK_CHUNK, progress: bool = False) -> None:

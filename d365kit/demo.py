@@ -25,6 +25,7 @@ from typing import Any
 
 import msal
 
+from d365kit.errors import AuthError, TransportError
 from d365kit.odata.session import PinnedSession
 
 
@@ -42,7 +43,7 @@ def _token(facts: dict[str, Any], http: PinnedSession, scope: str) -> str:
     )
     result = app.acquire_token_for_client(scopes=[scope])
     if "access_token" not in result:
-        raise RuntimeError(
+        raise AuthError(
             f"token request for {scope} failed: {result.get('error')}: {result.get('error_description')}"
         )
     return result["access_token"]
@@ -50,7 +51,7 @@ def _token(facts: dict[str, Any], http: PinnedSession, scope: str) -> str:
 
 def _check(resp: Any, expected: int, what: str) -> Any:
     if resp.status_code != expected:
-        raise RuntimeError(f"{what}: expected HTTP {expected}, got {resp.status_code}: {resp.text[:300]}")
+        raise TransportError(f"{what}: expected HTTP {expected}, got {resp.status_code}: {resp.text[:300]}")
     return resp
 
 

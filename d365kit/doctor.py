@@ -6,24 +6,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from d365kit.auth import AuthError
-from d365kit.config import ConfigError, Profile, get_profile
-from d365kit.odata.errors import AuthenticationError, D365Error, NotFoundError
+from d365kit.bc import COMPANION, COMPANION_SETS, STANDARD
+from d365kit.config import Profile
+from d365kit.errors import AuthenticationError, AuthError, ConfigError, D365Error, NotFoundError
+from d365kit.mapping import Catalog, load_catalog
 from d365kit.odata.query import Query
+from d365kit.profiles import get_profile
 
-# Entity sets the twelve default mappings read (BC API v2.0, companion API, Dataverse).
-BC_SETS = (
-    "salespeoplePurchasers", "customers", "contacts", "currencies", "unitsOfMeasure", "items",
-    "opportunities", "salesInvoices", "salesInvoiceLines", "paymentTerms", "shipmentMethods",
-)
-COMPANION_SETS = (
-    "crmIntegrationRecords", "integrationTableMappings", "integrationFieldMappings", "integrationSynchJobs",
-    "integrationSynchJobErrors", "resources", "customerPriceGroups", "salesPrices",
-)
-DATAVERSE_SETS = (
-    "systemusers", "accounts", "contacts", "transactioncurrencies", "uomschedules", "uoms", "products",
-    "pricelevels", "productpricelevels", "opportunities", "invoices", "invoicedetails", "bcbi_companies",
-)
+
+def entity_sets(catalog: Catalog | None = None) -> dict[str, tuple[str, ...]]:
+    """The entity sets the catalog's mappings read, per API ("bc" = API v2.0, "companion", "dataverse"),
+    plus the companion API's own sets and the Dataverse tables reconcile needs beside them."""
+    catalog = catalog or load_catalog()
+    mappings = list(catalog.mappings.values())
+    options = [o.bc_entity for o in catalog.options.values() if o.bc_entity]
+    bc = [m.bc_entity for m in mappings if m.api_path == STANDARD] + options
+    companion = [*COMPANION_SETS, *(m.bc_entity for m in mappings if m.api_path == COMPANION)]
+    dataverse = [m.dv_entity for m in mappings] + ["bcbi_companies"]
+    return {k: tuple(dict.fromkeys(v)) for k, v in (("bc", bc), ("companion", companion), ("dataverse", dataverse))}
 
 
 @dataclass
@@ -86,20 +86,24 @@ class Doctor:
             ws.tokens.token(p.dataverse_scope)
             return f"token for {p.dataverse_scope}"
 
+        sets = entity_sets()
+        # an option table API v2.0 does not publish (shippingAgents) is compared as codes, never read
+        options = {o.bc_entity for o in load_catalog().options.values()}
         auth_fix = "check tenant_id, client_id and the secret/certificate; see the Entra error in the detail"
         bc_ok = self._run("BC token", bc_token, fix=auth_fix)
         dv_ok = self._run("Dataverse token", dv_token, fix=auth_fix) if p.dataverse_url else False
         if bc_ok:
             company_ok = self._run("BC company", lambda: f"{ws.bc.company_id} on {ws.bc.api_url}", "Business Central")
             if company_ok:
-                for name in BC_SETS:
+                served = ws.bc.metadata().entity_sets
+                for name in (n for n in sets["bc"] if n in served or n not in options):
                     self._read(f"BC read {name}", lambda n=name: ws.bc.pages(n, Query(top=1), page_size=1), "Business Central")
                 if ws.bc.companion_installed():
                     self.findings.append(Finding("companion API", True, "installed (couplings and sync log readable)"))
-                    for name in COMPANION_SETS:
+                    for name in sets["companion"]:
                         self._read(
                             f"BC read {name}",
-                            lambda n=name: ws.bc.pages(n, Query(top=1), page_size=1, api="d365kit/integration/v1.0"),
+                            lambda n=name: ws.bc.pages(n, Query(top=1), page_size=1, api=COMPANION),
                             "Business Central",
                         )
                 else:
@@ -112,7 +116,7 @@ class Doctor:
                         )
                     )
         if dv_ok and self._run("Dataverse WhoAmI", lambda: f"user {ws.dataverse.whoami()['UserId']}", "Dataverse"):
-            for name in DATAVERSE_SETS:
+            for name in sets["dataverse"]:
                 self._read(f"Dataverse read {name}", lambda n=name: ws.dataverse.pages(n, Query(top=1), page_size=1), "Dataverse")
         return self.findings
 

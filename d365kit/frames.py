@@ -56,10 +56,17 @@ def convert(frame: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
-def rows_to_frame(rows: Iterable[Mapping[str, Any]], types: Mapping[str, str], columns: list[str] | None = None) -> pd.DataFrame:
-    """Build a typed frame from JSON rows (annotations renamed or dropped as the module says)."""
+def rows_to_frame(
+    rows: Iterable[Mapping[str, Any]],
+    types: Mapping[str, str],
+    columns: list[str] | None = None,
+    renames: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Build a typed frame from JSON rows (annotations renamed or dropped as the module says; ``renames``
+    keeps chosen annotation keys under a name of their own, e.g. a lookup's target table)."""
     raw = pd.DataFrame.from_records(list(rows))
-    keep = {c: _rename(c) for c in raw.columns}
+    renames = renames or {}
+    keep = {c: renames.get(c) or _rename(c) for c in raw.columns}
     raw = raw[[c for c, new in keep.items() if new is not None]].rename(columns=keep)
     if columns:
         for c in columns:

@@ -1,13 +1,13 @@
-"""Sync health: the sync job log -> metrics -> plotly figures.
+"""Sync health: the sync job log -> metrics (the charts of them are ``d365kit.charts``).
 
 Inputs
 ------
-- BC's log, read through the companion API (integration-model.md 3.4/3.5): ``ws.bc.sync_jobs()`` (table
+- BC's log, read through the companion API (docs/architecture.md#couplings-and-the-sync-log): ``bc.sync_jobs()`` (table
   5338: ``id, startDateTime, finishDateTime, integrationTableMappingName, inserted, modified, deleted,
   unchanged, skipped, failed, coupled, uncoupled, synchDirection, type, message``) and
-  ``ws.bc.sync_job_errors()`` (table 5339: ``integrationSynchJobId, message, errorMessage, dateTime,
+  ``bc.sync_job_errors()`` (table 5339: ``integrationSynchJobId, message, errorMessage, dateTime,
   sourceRecordId, destinationRecordId``).
-- d365kit's own runs (the sync journal's ``runs`` table, issue 5): a frame in the **same shape** as the job
+- d365kit's own runs (the sync journal's ``runs`` table): a frame in the **same shape** as the job
   log, by the companion field names. Required: ``startDateTime`` and ``integrationTableMappingName``;
   missing optional columns default to ``id`` <NA>, ``finishDateTime`` NaT, ``synchDirection``/``message``
   "", ``type`` "Synchronization" and every count 0. Their errors use the job-error field names, with
@@ -16,27 +16,23 @@ Inputs
   count``): frames, see ``coverage`` and ``drift_trend``.
 
 ``history()`` normalizes jobs (+ runs) into one frame with ``HISTORY_COLUMNS``; the metric functions are
-pure functions of such frames; each ``fig_*`` draws one chart with the shared ``d365kit`` template.
-``load_history`` and ``coverage_counts`` are the only functions that talk to a Workspace.
+pure functions of such frames. ``load_history`` and ``coverage_counts`` are the only functions that read a
+service (BC, through its client).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.subplots import make_subplots
 
-from d365kit.bc import COMPANION, STANDARD
+from d365kit.bc import BCClient
+from d365kit.errors import UsageError
+from d365kit.mapping import Catalog, load_catalog
 from d365kit.odata.query import Q, Query
-
-if TYPE_CHECKING:
-    from d365kit.workspace import Workspace
 
 COUNTS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
 HISTORY_COLUMNS = (
@@ -63,8 +59,8 @@ ERROR_COLUMNS = (
 )
 
 # Error categories, first match wins (case-insensitive regex on the full error message). The patterns
-# follow the messages BC's integration raises (integration-model.md 3.7-3.9) and the service errors of
-# api-contracts.md; "validation/length" also covers missing setup that BC's field validation reports.
+# follow the messages BC's integration raises (docs/reconcile.md#conflicts-deleted-rows-and-skipped-records) and the service errors
+# (docs/sandbox.md); "validation/length" also covers missing setup that BC's field validation reports.
 ERROR_PATTERNS: tuple[tuple[str, str], ...] = (
     (
         "conflict (bi-directional)",
@@ -87,26 +83,8 @@ OTHER = "other"
 ERROR_CATEGORIES = (*(name for name, _ in ERROR_PATTERNS), OTHER)
 _COMPILED = tuple((name, re.compile(rx, re.IGNORECASE)) for name, rx in ERROR_PATTERNS)
 
-# Reconcile categories that are not drift (DESIGN.md section 5): everything else counts as out of sync.
+# Reconcile categories that are not drift (docs/reconcile.md#categories): everything else is out of sync.
 NOT_DRIFT = frozenset({"in_sync", "out_of_scope"})
-
-# BC table number -> (API, entity set) of the default mappings' BC tables, to count the rows coverage is
-# measured against. Kept simple until the mapping catalog lands: all rows of the table, not the mapping's
-# table filter; posted and draft sales invoices alike.
-BC_TABLE_SETS: dict[int, tuple[str, str]] = {
-    4: (STANDARD, "currencies"),
-    6: (COMPANION, "customerPriceGroups"),
-    13: (STANDARD, "salespeoplePurchasers"),
-    18: (STANDARD, "customers"),
-    27: (STANDARD, "items"),
-    112: (STANDARD, "salesInvoices"),
-    113: (STANDARD, "salesInvoiceLines"),
-    156: (COMPANION, "resources"),
-    204: (STANDARD, "unitsOfMeasure"),
-    5050: (STANDARD, "contacts"),
-    5092: (STANDARD, "opportunities"),
-    7002: (COMPANION, "salesPrices"),
-}
 
 # -- history ---------------------------------------------------------------------------------------
 
@@ -118,7 +96,7 @@ def _column(frame: pd.DataFrame, name: str, default: Any) -> pd.Series:
 def _normalize_jobs(jobs: pd.DataFrame, source: str) -> pd.DataFrame:
     missing = {"startDateTime", "integrationTableMappingName"} - set(jobs.columns)
     if missing:
-        raise ValueError(f"{source} job frame lacks {sorted(missing)} (see d365kit.health for the shape)")
+        raise UsageError(f"{source} job frame lacks {sorted(missing)} (see d365kit.health for the shape)")
     start = pd.to_datetime(jobs["startDateTime"], utc=True, format="ISO8601")
     finish = pd.to_datetime(_column(jobs, "finishDateTime", pd.NaT), utc=True, format="ISO8601")
     out = pd.DataFrame(
@@ -336,135 +314,11 @@ def headline(hist: pd.DataFrame, errors: pd.DataFrame, cov: pd.DataFrame | None 
     return out
 
 
-# -- figures ---------------------------------------------------------------------------------------
-
-TEMPLATE = "d365kit"
-COLORS = {
-    "ok": "#2a9d8f",
-    "failed": "#e76f51",
-    "skipped": "#e9c46a",
-    "neutral": "#264653",
-    "muted": "#a8b5bd",
-}
-pio.templates[TEMPLATE] = go.layout.Template(
-    pio.templates["plotly_white"],
-    layout={
-        "font": {"family": "Segoe UI, Helvetica, Arial, sans-serif", "size": 13},
-        "colorway": ["#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#8d99ae", "#6d597a", "#b5838d"],
-        "margin": {"l": 60, "r": 30, "t": 60, "b": 50},
-        "legend": {"orientation": "h", "y": -0.18},
-        "hoverlabel": {"namelength": -1},
-        "xaxis": {"automargin": True},
-        "yaxis": {"automargin": True},
-    },
-)
-
-
-def _figure(title: str, **layout: Any) -> go.Figure:
-    return go.Figure(layout={"template": TEMPLATE, "title": {"text": title}, **layout})
-
-
-def fig_runs_over_time(per_day: pd.DataFrame) -> go.Figure:
-    """Jobs per day (clean vs with failures) and failed records on a second axis."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.update_layout(template=TEMPLATE, title={"text": "Sync jobs per day"}, barmode="stack")
-    x = per_day.index
-    fig.add_bar(
-        x=x,
-        y=per_day["jobs"] - per_day["failed_jobs"],
-        name="jobs without failures",
-        marker_color=COLORS["ok"],
-    )
-    fig.add_bar(x=x, y=per_day["failed_jobs"], name="jobs with failures", marker_color=COLORS["failed"])
-    fig.add_scatter(
-        x=x,
-        y=per_day["failed"],
-        name="failed records",
-        mode="lines+markers",
-        line={"color": COLORS["neutral"]},
-        secondary_y=True,
-    )
-    fig.update_yaxes(title_text="jobs", secondary_y=False)
-    fig.update_yaxes(
-        title_text="failed records", secondary_y=True, rangemode="tozero", showgrid=False, tickformat=",.0f"
-    )
-    return fig
-
-
-def fig_failures_by_mapping(failures: pd.DataFrame) -> go.Figure:
-    """Failed and skipped records per mapping (horizontal bars, worst on top)."""
-    f = failures.iloc[::-1]
-    fig = _figure("Failed and skipped records by mapping", barmode="stack", xaxis_title="records")
-    fig.add_bar(y=f["mapping"], x=f["failed"], name="failed", orientation="h", marker_color=COLORS["failed"])
-    fig.add_bar(
-        y=f["mapping"], x=f["skipped"], name="skipped", orientation="h", marker_color=COLORS["skipped"]
-    )
-    return fig
-
-
-def fig_error_categories(categories: pd.DataFrame) -> go.Figure:
-    """Errors per category, stacked by mapping."""
-    fig = _figure("Sync errors by category", barmode="stack", xaxis_title="errors")
-    order = list(dict.fromkeys(categories["category"].astype(str)))[::-1]
-    for mapping, rows in categories.groupby("mapping", sort=True):
-        fig.add_bar(
-            y=rows["category"].astype(str),
-            x=rows["errors"],
-            name=str(mapping),
-            orientation="h",
-            customdata=rows[["example"]],
-            hovertemplate="%{y}: %{x}<br>%{customdata[0]}<extra>%{fullData.name}</extra>",
-        )
-    fig.update_yaxes(categoryorder="array", categoryarray=order)
-    return fig
-
-
-def fig_slowest_mappings(slowest: pd.DataFrame, top: int = 15) -> go.Figure:
-    """Median and 95th percentile job duration per mapping, slowest on top."""
-    s = slowest.head(top).iloc[::-1]
-    fig = _figure("Job duration by mapping (seconds)", barmode="group", xaxis_title="seconds")
-    fig.add_bar(y=s["mapping"], x=s["median_s"], name="median", orientation="h", marker_color=COLORS["muted"])
-    fig.add_bar(
-        y=s["mapping"], x=s["p95_s"], name="95th percentile", orientation="h", marker_color=COLORS["neutral"]
-    )
-    return fig
-
-
-def fig_coverage(cov: pd.DataFrame) -> go.Figure:
-    """Coupled vs uncoupled records per mapping, with the coverage percentage."""
-    c = cov.dropna(subset=["coverage"]).iloc[::-1]
-    coupled = c["total"] - c["uncoupled"]
-    fig = _figure("Coupling coverage by mapping", barmode="stack", xaxis_title="records")
-    fig.add_bar(
-        y=c["mapping"],
-        x=coupled,
-        name="coupled",
-        orientation="h",
-        marker_color=COLORS["ok"],
-        text=(c["coverage"] * 100).round(1).astype(str) + "%",
-        textposition="inside",
-    )
-    fig.add_bar(
-        y=c["mapping"], x=c["uncoupled"], name="uncoupled", orientation="h", marker_color=COLORS["muted"]
-    )
-    return fig
-
-
-def fig_drift_trend(trend: pd.DataFrame) -> go.Figure:
-    """Share of records out of sync per mapping over time."""
-    fig = _figure(
-        "Drift over time (share of records out of sync)", yaxis_tickformat=".0%", yaxis_rangemode="tozero"
-    )
-    for mapping, rows in trend.groupby("mapping", sort=True):
-        fig.add_scatter(x=rows["at"], y=rows["drift_rate"], name=str(mapping), mode="lines+markers")
-    return fig
-
-
 # -- reading from a workspace ----------------------------------------------------------------------
 
 
 def load_history(
-    ws: Workspace,
+    bc: BCClient,
     days: float = 30,
     mappings: list[str] | None = None,
     runs: pd.DataFrame | None = None,
@@ -474,7 +328,7 @@ def load_history(
 
     Only that window is read: the newest job's start first, then jobs and errors filtered on the server.
     """
-    newest = ws.bc.sync_jobs(Query(select=("startDateTime",), orderby=("startDateTime desc",), top=1))
+    newest = bc.sync_jobs(Query(select=("startDateTime",), orderby=("startDateTime desc",), top=1))
     starts = [newest["startDateTime"]] + (
         [pd.to_datetime(runs["startDateTime"], utc=True)] if runs is not None else []
     )
@@ -486,25 +340,29 @@ def load_history(
     jq = Query().where(Q.ge("startDateTime", since))
     if mappings:
         jq = jq.where(Q.any_of("integrationTableMappingName", mappings))
-    hist = recent(history(ws.bc.sync_jobs(jq), runs), days, mappings)
-    errors = ws.bc.sync_job_errors(Query().where(Q.ge("dateTime", since)))
+    hist = recent(history(bc.sync_jobs(jq), runs), days, mappings)
+    errors = bc.sync_job_errors(Query().where(Q.ge("dateTime", since)))
     if run_errors is not None and len(run_errors):
         errors = pd.concat([errors, run_errors], ignore_index=True)
     return hist, error_log(errors, hist)
 
 
-def coverage_counts(ws: Workspace, mappings: list[str] | None = None) -> pd.DataFrame:
+def coverage_counts(
+    bc: BCClient, mappings: list[str] | None = None, catalog: Catalog | None = None
+) -> pd.DataFrame:
     """``mapping, coupled, total`` for ``coverage``: couplings per mapping vs the BC table's row count.
 
-    Tables outside ``BC_TABLE_SETS`` get no total (NaN coverage).
+    The BC table of each mapping comes from the catalog (all rows of the table, not the mapping's table
+    filter); tables no catalog mapping reads get no total (NaN coverage).
     """
-    counts = coupled_per_mapping(ws.bc.couplings(), ws.bc.table_mappings())
+    tables = {m.bc_table_id: (m.api_path, m.bc_entity) for m in (catalog or load_catalog()).mappings.values()}
+    counts = coupled_per_mapping(bc.couplings(), bc.table_mappings())
     if mappings:
         counts = counts[counts["mapping"].isin(mappings)]
     totals = {}
     for table_id in counts["table_id"].dropna().unique():
-        if int(table_id) in BC_TABLE_SETS:
-            api, entity_set = BC_TABLE_SETS[int(table_id)]
-            totals[table_id] = len(ws.bc.to_frame(entity_set, Query(select=("id",)), api=api))
+        if int(table_id) in tables:
+            api, entity_set = tables[int(table_id)]
+            totals[table_id] = len(bc.to_frame(entity_set, Query(select=("id",)), api=api))
     counts = counts.assign(total=counts["table_id"].map(totals).astype("float64"))
     return counts.reset_index(drop=True)

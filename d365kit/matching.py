@@ -1,7 +1,7 @@
 """Match candidates for uncoupled records: BC's match-based coupling rules first, then fuzzy scoring.
 
 Why: an uncoupled record is either new on one side or a coupling that was never made (or was lost). BC's own
-"Match-Based Coupling" (integration-model.md 3.10, 3.3) couples on the fields flagged "Use For Match-Based
+"Match-Based Coupling" (docs/reconcile.md#match-based-coupling) couples on the fields flagged "Use For Match-Based
 Coupling". Its code (codeunit 5360 "CDS Int. Table Couple", ``CoupleRecords``) walks the Match Priorities
 in ascending order (0/blank first) and *adds* each group's filters to those already set; a text field whose
 BC value is blank sets no filter; case-insensitive fields filter with ``@``. The first priority that leaves
@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz, process, utils
 from tqdm.auto import tqdm
+
+from d365kit.errors import UnknownNameError
 
 COLUMNS = ("bc_id", "dataverse_id", "score", "rule", "fields", "ambiguous")
 CHUNK_CELLS = 4_000_000  # BC x Dataverse pairs handled at once (bounds every score matrix and pair list)
@@ -97,7 +99,7 @@ def candidates(
 def _check_columns(frame: pd.DataFrame, names: list[str], side: str) -> None:
     missing = [n for n in dict.fromkeys(names) if n not in frame.columns]
     if missing:
-        raise KeyError(f"{side} frame lacks match column(s) {missing}; it has {list(frame.columns)}")
+        raise UnknownNameError(f"{side} frame lacks match column(s) {missing}; it has {list(frame.columns)}")
 
 
 def _empty() -> pd.DataFrame:

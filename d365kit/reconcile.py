@@ -1,6 +1,6 @@
 """Reconcile one mapping: where BC and Dataverse disagree, record by record, field by field, and why.
 
-``reconcile(ws, mapping)`` reads both sides in scope (the mapping's filters, ``$select`` of the mapped
+``reconcile(systems, mapping)`` reads both sides in scope (the mapping's filters, ``$select`` of the mapped
 fields, keys and modification times only), aligns the rows through the coupling ledger, transforms BC
 values into Dataverse terms (``d365kit.mapping.transforms``), compares column-wise and puts every
 coupling and every uncoupled in-scope row in exactly one category, taken in this order:
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import html
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,12 +39,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from d365kit import couplings as ledgers
 from d365kit import matching
+from d365kit.bc import BCClient
 from d365kit.compare import field_differs
-from d365kit.frames import convert, rows_to_frame
+from d365kit.dataverse import DataverseClient
+from d365kit.errors import UnknownNameError, UsageError
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
 from d365kit.mapping.transforms import (
     LookupTransform,
@@ -55,9 +55,9 @@ from d365kit.mapping.transforms import (
     kind_of,
     normalize,
 )
-from d365kit.odata.errors import NotFoundError
-from d365kit.odata.paging import iter_pages
 from d365kit.odata.query import Filter, Guid, Q, Query
+from d365kit.reading import collect, indexed, is_guid
+from d365kit.systems import Systems
 
 CATEGORIES = (
     "in_sync",
@@ -75,9 +75,7 @@ CATEGORIES = (
 )
 # categories whose differing fields are listed (and counted per field)
 COMPARED = ("conflict", "pending", "drift", "skipped", "failed")
-ID_CHUNK = 40  # ids per "key eq a or key eq b ..." filter: ~2 KB of URL
 PAGE = 5_000  # rows per page on both sides (Dataverse's maximum): bounds the JSON held at once
-LOOKUP_TYPE = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 TEXT_KINDS = ("text", "email", "phone", "url")
 RECORD_COLUMNS = (
     "category",
@@ -113,51 +111,30 @@ class _Side:
     key: str
     select: tuple[str, ...]
     scope: Filter | None
-    pages: Callable[[Query], Iterator[pd.DataFrame]]
-    empty: Callable[[], pd.DataFrame]
+    frames: Callable[[Query], Iterator[pd.DataFrame]]
+    by_ids: Callable[[Iterable[str], Filter | None], pd.DataFrame]
+    empty: pd.DataFrame
     progress: bool
 
-    def _indexed(self, frame: pd.DataFrame, scoped: bool) -> pd.DataFrame:
-        out = frame.drop_duplicates(self.key).set_index(self.key)
-        out.index = out.index.astype("string")
-        out["in_scope"] = np.full(len(out), scoped, dtype=bool)
-        return out
+    def _flagged(self, frame: pd.DataFrame, scoped: bool) -> pd.DataFrame:
+        frame = frame.copy()
+        frame["in_scope"] = np.full(len(frame), scoped, dtype=bool)
+        return frame
 
     def blank(self) -> pd.DataFrame:
-        return self._indexed(self.empty(), True)
-
-    def _collect(self, query: Query, scoped: bool, desc: str) -> pd.DataFrame:
-        parts = []
-        with tqdm(desc=f"{self.label} {desc}", unit=" rows", disable=not self.progress, delay=2) as bar:
-            for frame in self.pages(query):
-                parts.append(frame)
-                bar.update(len(frame))
-        return self._indexed(pd.concat(parts, ignore_index=True) if parts else self.empty(), scoped)
+        return self._flagged(indexed(self.empty, self.key), True)
 
     def read(self, extra: Filter | None = None) -> pd.DataFrame:
         """The rows in scope (and matching ``extra``)."""
         f = self.scope
         if extra is not None:
             f = extra if f is None else f & extra
-        return self._collect(Query(select=self.select, filter=f), True, "in scope")
+        rows = collect(self.frames(Query(select=self.select, filter=f)), self.empty, self.label, self.progress)
+        return self._flagged(indexed(rows, self.key), True)
 
     def read_ids(self, ids: Iterable[str], *, scoped: bool) -> pd.DataFrame:
         """Rows by id, in scope (``scoped``) or regardless of the filters."""
-        ids = sorted({str(i).lower() for i in ids if _is_guid(str(i))})
-        parts = [self.blank()]
-        for i in range(0, len(ids), ID_CHUNK):
-            f = Q.any_of(self.key, [Guid(x) for x in ids[i : i + ID_CHUNK]])
-            if scoped and self.scope is not None:
-                f = self.scope & f
-            parts.append(self._collect(Query(select=self.select, filter=f), scoped, "by id"))
-        return _concat(*parts)
-
-
-def _is_guid(text: str) -> bool:
-    try:
-        return len(text) == 36 and bool(uuid.UUID(text))
-    except ValueError:
-        return False
+        return self._flagged(self.by_ids(ids, self.scope if scoped else None), scoped)
 
 
 class _Aligned:
@@ -187,23 +164,19 @@ def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
     return out[~out.index.duplicated()]
 
 
-def _bc_side(ws: Any, m: TableMapping, progress: bool) -> _Side:
-    props = ws.bc.metadata(m.api_path).entity(m.bc_entity).properties
+def _bc_side(bc: BCClient, m: TableMapping, progress: bool) -> _Side:
     select = tuple(
         dict.fromkeys(["id", *(p for p in (m.bc_key, m.bc_modified) if p), *(f.bc for f in m.compared)])
     )
-
-    def pages(query: Query) -> Iterator[pd.DataFrame]:
-        for rows in ws.bc.pages(m.bc_entity, query, page_size=PAGE, api=m.api_path):
-            yield rows_to_frame(rows, props, list(select))
-
+    empty = bc.empty_frame(m.bc_entity, list(select), m.api_path)
     return _Side(
         "BC " + m.bc_entity,
         "id",
         select,
         Filter(m.bc_filter) if m.bc_filter else None,
-        pages,
-        lambda: rows_to_frame([], props, list(select)),
+        lambda q: bc.frames(m.bc_entity, q, page_size=PAGE, api=m.api_path),
+        lambda ids, scope: bc.rows_by_id(m.bc_entity, ids, select, scope=scope, api=m.api_path)[list(select[1:])],
+        empty,
         progress,
     )
 
@@ -212,58 +185,29 @@ def _type_column(attribute: str) -> str:
     return f"{attribute}type"  # Dataverse's own name for a polymorphic lookup's target (parentcustomeridtype)
 
 
-def _dv_side(ws: Any, m: TableMapping, company: str | None, progress: bool) -> _Side:
-    et = ws.dataverse.metadata().entity(m.dv_entity)
-    lookups = {dv_column(et, a): a for a in m.dv_lookup_types}
-    select = tuple(
-        dict.fromkeys([et.key, m.dv_modified, *lookups, *(dv_column(et, f.dv) for f in m.compared)])  # type: ignore[arg-type]
-    )
-    types = {**et.properties, **{_type_column(a): "Edm.String" for a in m.dv_lookup_types}}
-    columns = [*select, *(_type_column(a) for a in m.dv_lookup_types)]
-    headers = {"Prefer": f'odata.include-annotations="{LOOKUP_TYPE[1:]}"'} if lookups else {}
-
-    def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-        raw = pd.DataFrame.from_records(rows)
-        raw = raw.rename(columns={f"{col}{LOOKUP_TYPE}": _type_column(a) for col, a in lookups.items()})
-        raw = raw[[c for c in raw.columns if "@" not in c]]
-        for c in columns:
-            if c not in raw.columns:
-                raw[c] = pd.Series([None] * len(raw), dtype="object")
-        return convert(raw[columns], types)
-
-    def pages(query: Query) -> Iterator[pd.DataFrame]:
-        qs = query.query_string()
-        url = ws.dataverse.entity_url(m.dv_entity) + (f"?{qs}" if qs else "")
-        for page in iter_pages(ws.dataverse.session, url, page_size=PAGE, headers=headers):
-            yield frame(page["value"])
-
+def _dv_side(dataverse: DataverseClient, m: TableMapping, company: str | None, progress: bool) -> _Side:
+    et = dataverse.metadata().entity(m.dv_entity)
+    lookups = tuple(m.dv_lookup_types)
+    columns_read = [et.key, m.dv_modified, *(dv_column(et, a) for a in lookups)]
+    columns_read += [dv_column(et, f.dv) for f in m.compared]
+    select = tuple(dict.fromkeys(columns_read))
+    empty = dataverse.empty_frame(m.dv_entity, list(select), lookups)
+    columns = list(empty.columns)
     scope = Filter(m.dv_filter) if m.dv_filter else None
     if m.dv_company_field:
         col = f"_{m.dv_company_field}_value"
         own = Q.eq(col, Guid(company)) | Q.eq(col, None)  # type: ignore[arg-type]
         scope = own if scope is None else scope & own
-    return _Side("Dataverse " + m.dv_entity, et.key, select, scope, pages, lambda: frame([]), progress)  # type: ignore[arg-type]
 
+    def frames(query: Query) -> Iterator[pd.DataFrame]:
+        for frame in dataverse.frames(m.dv_entity, query, page_size=PAGE, lookup_types=lookups):
+            yield frame.reindex(columns=columns)
 
-def own_company(ws: Any) -> str:
-    """The ``bcbi_companyid`` of the workspace's BC company: ``bcbi_externalid`` is the company's id
-    (the BC test library's format; production's exact format is UNVERIFIED), else the same name."""
-    company = ws.bc.company_id
-    rows = ws.dataverse.to_frame(
-        "bcbi_companies", Query(select=("bcbi_companyid", "bcbi_name", "bcbi_externalid"))
-    )
-    external = rows["bcbi_externalid"].astype("string").str.strip("{}").str.lower()
-    hit = rows[external == company.lower()]
-    if hit.empty:
-        names = {c["id"]: c["name"] for c in ws.bc.companies()}
-        hit = rows[rows["bcbi_name"] == names.get(company)]
-    if hit.empty:
-        raise NotFoundError(
-            404,
-            "bcbi_company",
-            f"no Dataverse bcbi_company row for BC company {company}; pass company=<bcbi_companyid>",
-        )
-    return str(hit["bcbi_companyid"].iloc[0])
+    def by_ids(ids: Iterable[str], scope: Filter | None) -> pd.DataFrame:
+        rows = dataverse.rows_by_id(m.dv_entity, ids, select, scope=scope, lookup_types=lookups)
+        return rows[[c for c in columns if c != et.key]]
+
+    return _Side("Dataverse " + m.dv_entity, et.key, select, scope, frames, by_ids, empty, progress)  # type: ignore[arg-type]
 
 
 # -- transforms --------------------------------------------------------------------------------------
@@ -271,9 +215,9 @@ def own_company(ws: Any) -> str:
 
 @dataclass
 class _Context:
-    """Everything a reconcile run shares: workspace, catalog, ledger, and transforms built once."""
+    """Everything a reconcile run shares: the systems, catalog, ledger, and transforms built once."""
 
-    ws: Any
+    systems: Systems
     catalog: Catalog
     ledger: pd.DataFrame
     cache: dict[str, Transform] = field(default_factory=dict)
@@ -292,11 +236,11 @@ class _Context:
     def _lookup(self, name: str) -> LookupTransform:
         ref = self.catalog[name]
         key = ref.bc_key or "id"
-        bc_rows = self.ws.bc.to_frame(ref.bc_entity, Query(select=("id", key)), api=ref.api_path)
+        bc_rows = self.systems.bc_frame(ref.bc_entity, ("id", key), api=ref.api_path)
         fallback = None
         if ref.lookup_fallback:
-            dv_key = self.ws.dataverse.metadata().entity(ref.dv_entity).key
-            dv_rows = self.ws.dataverse.to_frame(ref.dv_entity, Query(select=(dv_key, ref.lookup_fallback)))
+            dv_key = self.systems.dataverse.metadata().entity(ref.dv_entity).key
+            dv_rows = self.systems.dataverse_frame(ref.dv_entity, (dv_key, ref.lookup_fallback))
             dv_rows = dv_rows.dropna(subset=[ref.lookup_fallback]).drop_duplicates(ref.lookup_fallback)
             fallback = pd.Series(dv_rows[dv_key].to_numpy(), index=dv_rows[ref.lookup_fallback].to_numpy())
         couplings = ledgers.for_table(self.ledger, ref.bc_table_id)
@@ -304,16 +248,16 @@ class _Context:
 
     def _option(self, m: TableMapping, f: FieldMapping, name: str) -> OptionTransform:
         option = self.catalog.options[name]
-        props = self.ws.bc.metadata(m.api_path).entity(m.bc_entity).properties
+        props = self.systems.bc.metadata(m.api_path).entity(m.bc_entity).properties
         ids = None
         if option.bc_entity and props.get(f.bc) == "Edm.Guid":  # type: ignore[arg-type]
-            rows = self.ws.bc.to_frame(option.bc_entity, Query(select=("id", "code")))
+            rows = self.systems.bc_frame(option.bc_entity, ("id", "code"))
             ids = pd.Series(rows["code"].to_numpy(), index=rows["id"].astype("string").str.lower().to_numpy())
         return OptionTransform(name, option.values, ids)
 
     def bc_values(self, m: TableMapping, f: FieldMapping, values: pd.Series) -> pd.Series:
         """BC values as text means them: enum values in API spelling (``In_x0020_Progress``) decoded."""
-        edm = self.ws.bc.metadata(m.api_path).entity(m.bc_entity).properties.get(f.bc, "Edm.")
+        edm = self.systems.bc.metadata(m.api_path).entity(m.bc_entity).properties.get(f.bc, "Edm.")
         return values if edm.startswith("Edm.") else bc_enum_decode(values)
 
     def kind(self, m: TableMapping, f: FieldMapping) -> str:
@@ -321,7 +265,7 @@ class _Context:
             return f.compare
         if f.transform:
             return "guid" if f.transform.startswith("lookup:") else "integer"
-        et = self.ws.dataverse.metadata().entity(m.dv_entity)
+        et = self.systems.dataverse.metadata().entity(m.dv_entity)
         return kind_of(et.properties.get(dv_column(et, f.dv)))  # type: ignore[arg-type]
 
 
@@ -343,7 +287,7 @@ def field_differences(
 
 def _differences(ctx: _Context, m: TableMapping, b: _Aligned, d: _Aligned) -> pd.DataFrame:
     """Boolean frame (rows of ``b``/``d`` aligned by position x Dataverse attribute): the field differs."""
-    et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+    et = ctx.systems.dataverse.metadata().entity(m.dv_entity)
     out = {}
     for f in m.compared:
         t, kind = ctx.transform(m, f), ctx.kind(m, f)
@@ -387,7 +331,7 @@ def _side_by_side(
     rows: np.ndarray,
 ) -> pd.DataFrame:
     """Long frame of the differing values: BC value and Dataverse value (in BC terms when transformed)."""
-    et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+    et = ctx.systems.dataverse.metadata().entity(m.dv_entity)
     parts = []
     for f in m.compared:
         hit = np.flatnonzero(diff[f.dv].to_numpy() & rows)
@@ -580,7 +524,7 @@ def _match_frames(
 
     Exact rules: BC's match-based coupling fields where the mapping flags any, else every compared field
     (all mapped fields equal); fuzzy rules: the text-like compared fields."""
-    et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+    et = ctx.systems.dataverse.metadata().entity(m.dv_entity)
     left, right = {"bc_id": bc.index.to_numpy()}, {"dataverse_id": dv.index.to_numpy()}
     flagged = any(f.match_priority is not None for f in m.compared)
     rules, fuzzy = [], []
@@ -652,20 +596,18 @@ class ReconcileResult:
     read: dict[str, int]
     seconds: float
 
-    @property
     def summary(self) -> pd.DataFrame:
         """Records per category (every category, zeros included), in the contract's order."""
         counts = self.records["category"].value_counts()
         return pd.DataFrame({"category": CATEGORIES, "records": [int(counts.get(c, 0)) for c in CATEGORIES]})
 
-    def frame(self, category: str) -> pd.DataFrame:
+    def to_frame(self, category: str | None = None) -> pd.DataFrame:
+        """The records (one row per record), or those of one ``category``."""
+        if category is None:
+            return self.records.copy()
         if category not in CATEGORIES:
-            raise KeyError(f"{category!r} is not a category: {', '.join(CATEGORIES)}")
+            raise UnknownNameError(f"{category!r} is not a category: {', '.join(CATEGORIES)}")
         return self.records[self.records["category"] == category].reset_index(drop=True)
-
-    @property
-    def frames(self) -> dict[str, pd.DataFrame]:
-        return {c: self.frame(c) for c in CATEGORIES}
 
     @property
     def field_drift(self) -> pd.DataFrame:
@@ -694,7 +636,7 @@ class ReconcileResult:
             f"Reconcile {m.name}: BC {m.bc_entity} <-> Dataverse {m.dv_entity} ({m.direction}), {self.scope}",
             f"read {self.read}, {self.seconds:.1f} s",
             "",
-            self.summary.to_string(index=False),
+            self.summary().to_string(index=False),
             "",
             "Differing fields:",
             self.field_drift[lambda f: f["total"] > 0].to_string(index=False),
@@ -725,14 +667,14 @@ class ReconcileResult:
             f"<p>BC <b>{esc(m.bc_table or m.bc_entity)}</b> ({esc(m.bc_entity)}) &harr; Dataverse <b>{esc(m.dv_table or m.dv_entity)}</b>"
             f" ({esc(m.dv_entity)}), {esc(m.direction)}; {esc(self.scope)}; read {esc(str(self.read))} in {self.seconds:.1f} s.</p>",
             "<h2>Summary</h2>",
-            table(self.summary),
+            table(self.summary()),
             "<h2>Fields that differ</h2>",
             table(self.field_drift),
         ]
         if len(self.values):
             parts += ["<h2>Differing values</h2>", table(self.values)]
         for c in CATEGORIES[1:]:
-            frame = self.frame(c)
+            frame = self.to_frame(c)
             if len(frame):
                 cols = [
                     col
@@ -749,10 +691,10 @@ class ReconcileResult:
         return "\n".join(parts)
 
     def _repr_html_(self) -> str:
-        return self.summary.to_html(index=False)
+        return self.summary().to_html(index=False)
 
     def __repr__(self) -> str:
-        counts = {c: n for c, n in zip(self.summary["category"], self.summary["records"], strict=True) if n}
+        counts = {c: n for c, n in zip(self.summary()["category"], self.summary()["records"], strict=True) if n}
         return f"ReconcileResult({self.mapping.name}, {counts})"
 
 
@@ -781,10 +723,10 @@ def _read(
         bc, dv, relevant, scope = bc_side.read(), dv_side.read(), own, "full"
     else:
         wanted = {str(r).lower() for r in records or ()}
-        named = [r for r in wanted if not _is_guid(r)]  # only coupling ids of a file ledger are not GUIDs
+        named = [r for r in wanted if not is_guid(r)]  # only coupling ids of a file ledger are not GUIDs
         strange = sorted(set(named) - set(own["coupling_id"][_isin(own["coupling_id"], named)]))
         if strange:
-            raise ValueError(
+            raise UsageError(
                 f"records= takes BC ids, Dataverse ids or coupling ids, not: {', '.join(strange[:5])}"
             )
         bc_parts, dv_parts = [bc_side.blank()], [dv_side.blank()]
@@ -820,7 +762,7 @@ def _read(
 
 
 def reconcile(
-    ws: Any,
+    systems: Systems,
     mapping: str | TableMapping,
     since: datetime | None = None,
     records: Iterable[str] | None = None,
@@ -834,20 +776,21 @@ def reconcile(
     """Compare one mapping across BC and Dataverse; see the module docstring for the categories.
 
     ``couplings``: a ledger (``d365kit.couplings``) to use instead of reading the companion API;
-    ``company``: the own ``bcbi_companyid`` (default: looked up); ``threshold``: match candidate score."""
+    ``company``: the own ``bcbi_companyid`` (default: looked up); ``threshold``: match candidate score.
+    Reads shared with other mappings of the same run (ledger, company, lookup tables) come from ``systems``."""
     started = time.perf_counter()
     catalog = catalog or load_catalog()
     m = mapping if isinstance(mapping, TableMapping) else catalog[mapping]
     if m.name not in catalog or catalog[m.name] is not m:
         catalog = Catalog({**catalog.mappings, m.name: m}, catalog.options, catalog.warnings)
     refs = [catalog[f.transform[7:]] for f in m.compared if f.transform and f.transform.startswith("lookup:")]
-    check(catalog, ws, [m.name, *dict.fromkeys(r.name for r in refs)])
-    tables = sorted({t for t in (m.bc_table_id, *(r.bc_table_id for r in refs)) if t is not None})
-    ledger = ledgers.from_companion(ws.bc, tables) if couplings is None else ledgers.normalize(couplings)
+    check(catalog, systems.bc, systems.dataverse, [m.name, *dict.fromkeys(r.name for r in refs)])
+    ledger = systems.ledger() if couplings is None else ledgers.normalize(couplings)
     own = ledgers.for_table(ledger, m.bc_table_id)
-    company = company or (own_company(ws) if m.dv_company_field else None)
-    ctx = _Context(ws, catalog, ledger)
-    bc_side, dv_side = _bc_side(ws, m, progress), _dv_side(ws, m, company, progress)
+    company = company or (systems.own_company() if m.dv_company_field else None)
+    ctx = _Context(systems, catalog, ledger)
+    bc_side = _bc_side(systems.bc, m, progress)
+    dv_side = _dv_side(systems.dataverse, m, company, progress)
     bc, dv, relevant, scope = _read(m, bc_side, dv_side, own, since, records)
     coupled, values, diff = _classify(ctx, m, relevant, bc, dv)
     lonely_bc = bc[bc["in_scope"].to_numpy(dtype=bool) & ~_isin(bc.index, own["bc_id"])]

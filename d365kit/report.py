@@ -37,6 +37,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from d365kit.errors import ConfigError, UsageError
+
 FIGURES_MIME = "application/vnd.d365kit.figures+json"
 INTERACTIVE_TAG = "interactive"  # cells showing widget panels: run headlessly, left out of the HTML
 KERNEL = "python3"
@@ -158,7 +160,7 @@ def check_parameters(parameters: Mapping[str, Any]) -> None:
     """Refuse parameters that look like a secret or a token: notebooks get a profile name, never a credential."""
     for name, value in parameters.items():
         if _SECRET_NAME.search(name) or _JWT.search(json.dumps(value, default=str)):
-            raise ValueError(
+            raise UsageError(
                 f"parameter {name!r} looks like a secret; pass a profile name instead — its secret stays in the "
                 "profile's secret_env variable or the OS keyring."
             )
@@ -177,7 +179,7 @@ def ensure_kernel(name: str = KERNEL) -> None:
     try:
         import ipykernel  # noqa: F401
     except ImportError:
-        raise RuntimeError(
+        raise ConfigError(
             "no Jupyter kernel: install ipykernel (pip install ipykernel) into this environment"
         ) from None
     subprocess.run(
@@ -189,7 +191,7 @@ def _attach(parameters: Mapping[str, Any]) -> None:
     """For the built-in sandbox profile: start (or attach to) the sandbox in this process first, so every
     notebook kernel attaches to that one instead of starting its own."""
     if parameters.get("profile") == "sandbox":
-        from d365kit.config import get_profile
+        from d365kit.profiles import get_profile
 
         get_profile("sandbox")
 
@@ -301,7 +303,7 @@ def build_report(
     """Run each notebook (in order) with ``parameters`` + ``profile``, export each, write ``index.html``."""
     paths = [Path(p) for p in notebooks] if notebooks is not None else default_notebooks()
     if not paths:
-        raise ValueError(
+        raise UsageError(
             f"no notebooks to run: none given and none in {NOTEBOOKS_DIR}/ or {CHECKOUT_NOTEBOOKS}/ "
             "(run from the project folder)"
         )

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import plotly.graph_objects as go
-from tqdm.auto import tqdm
 
-from d365kit import health
+from d365kit import charts, health
+from d365kit.errors import UnknownNameError
 from d365kit.reconcile import CATEGORIES, COMPARED, RECORD_COLUMNS
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ _MISMATCH_COLUMNS = {
     "failed": _SYNCH_RESULT_COLUMNS,
 }
 CATEGORY_COLORS = {
-    "in_sync": health.COLORS["ok"],
+    "in_sync": charts.COLORS["ok"],
     "drift": "#f4a261",
     "conflict": "#e76f51",
     "pending": "#e9c46a",
@@ -80,7 +80,7 @@ CATEGORY_COLORS = {
     "duplicate_coupling": "#8d99ae",
     "uncoupled_bc": "#264653",
     "uncoupled_dataverse": "#457b9d",
-    "out_of_scope": health.COLORS["muted"],
+    "out_of_scope": charts.COLORS["muted"],
     "skipped": "#ffb703",
     "failed": "#c1121f",
 }
@@ -113,13 +113,8 @@ def reconcile_all(
     *,
     progress: bool = True,
 ) -> dict[str, ReconcileResult]:
-    """``ws.reconcile`` for each mapping (all by default), in catalog order, with one progress bar."""
-    names = mapping_names(mappings)
-    start = parse_since(since)
-    return {
-        name: ws.reconcile(name, since=start, progress=False)
-        for name in tqdm(names, desc="reconcile", unit=" mapping", disable=not progress, delay=2)
-    }
+    """``ws.reconcile_all`` for the chosen mappings (all by default), in catalog order, in one run."""
+    return ws.reconcile_all(mapping_names(mappings), since=parse_since(since), progress=progress)
 
 
 # -- tables -------------------------------------------------------------------------------------------
@@ -127,7 +122,7 @@ def reconcile_all(
 
 def summary(results: Results) -> pd.DataFrame:
     """Records per category (columns, contract order) per mapping (rows), plus ``records`` and ``problems``."""
-    rows = {name: r.summary.set_index("category")["records"] for name, r in results.items()}
+    rows = {name: r.summary().set_index("category")["records"] for name, r in results.items()}
     out = pd.DataFrame(rows, index=list(CATEGORIES)).T.fillna(0).astype("int64")
     out.index.name = "mapping"
     out["records"] = out[list(CATEGORIES)].sum(axis=1)
@@ -195,7 +190,7 @@ def records(results: Results, categories: Iterable[str]) -> pd.DataFrame:
 def mismatches(results: Results, kind: str) -> pd.DataFrame:
     """One coupling mismatch kind (``MISMATCHES``) across mappings, with the columns that explain it."""
     if kind not in MISMATCHES:
-        raise KeyError(f"{kind!r} is not a mismatch kind: {', '.join(MISMATCHES)}")
+        raise UnknownNameError(f"{kind!r} is not a mismatch kind: {', '.join(MISMATCHES)}")
     out = records(results, MISMATCHES[kind])
     cols = [c for c in _MISMATCH_COLUMNS[kind] if c in out.columns]
     return out[cols].reset_index(drop=True)
@@ -244,7 +239,7 @@ def display_frame(frame: pd.DataFrame, limit: int | None = 200) -> pd.DataFrame:
 
 
 def _figure(title: str, **layout: Any) -> go.Figure:
-    return go.Figure(layout={"template": health.TEMPLATE, "title": {"text": title}, **layout})
+    return go.Figure(layout={"template": charts.TEMPLATE, "title": {"text": title}, **layout})
 
 
 def fig_categories(table: pd.DataFrame, *, include_in_sync: bool = False) -> go.Figure:
@@ -295,7 +290,7 @@ def fig_match_scores(cands: pd.DataFrame) -> go.Figure:
     """Match candidate scores (``candidates`` output): how sure each suggestion is."""
     fig = _figure("Match candidates by score", xaxis_title="score", yaxis_title="candidates", bargap=0.1)
     fig.add_histogram(
-        x=cands["score"], xbins={"start": 0, "end": 100.001, "size": 5}, marker_color=health.COLORS["neutral"]
+        x=cands["score"], xbins={"start": 0, "end": 100.001, "size": 5}, marker_color=charts.COLORS["neutral"]
     )
     return fig
 
@@ -346,7 +341,7 @@ def fig_plan(operations: pd.DataFrame) -> go.Figure:
             x=list(counts.index),
             y=counts.to_numpy(),
             name=str(category),
-            marker_color=CATEGORY_COLORS.get(str(category), health.COLORS["neutral"]),
+            marker_color=CATEGORY_COLORS.get(str(category), charts.COLORS["neutral"]),
         )
     return fig
 

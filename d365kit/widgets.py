@@ -23,7 +23,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import HTML
 
-from d365kit import health, views
+from d365kit import charts, health, views
+from d365kit.errors import UsageError
 from d365kit.reconcile import COMPARED
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class CouplingPanel(Panel):
             return
         if self.kind.value == "coverage":
             self.table = views.coverage(self.results)
-            self.show(health.fig_coverage(self.table), self.table)
+            self.show(charts.fig_coverage(self.table), self.table)
             return
         self.table = views.mismatches(self.results, self.kind.value)
         shown: list[Any] = [
@@ -285,7 +286,7 @@ class SyncPanel(Panel):
 
     def _apply(self) -> str:
         if self.plan is None:
-            raise RuntimeError("no current plan: click Plan first")
+            raise UsageError("no current plan: click Plan first")
         plan, self.plan = self.plan, None
         self.apply_button.disabled = True
         self.run = self.ws.apply(plan)
@@ -327,7 +328,7 @@ class HealthPanel(Panel):
         chosen = list(self.mappings.value)
         everything = set(chosen) == set(views.mapping_names())
         self.hist, self.errors = health.load_history(
-            self.ws, days=self.days.value, mappings=None if everything else chosen
+            self.ws.bc, days=self.days.value, mappings=None if everything else chosen
         )
         self.render()
         return f"Loaded {len(self.hist):,} jobs and {len(self.errors):,} errors"
@@ -339,16 +340,16 @@ class HealthPanel(Panel):
         view = self.view.value
         if view == "runs over time":
             self.table = health.runs_per_day(self.hist)
-            figure = health.fig_runs_over_time(self.table)
+            figure = charts.fig_runs_over_time(self.table)
         elif view == "failures":
             self.table = health.failures_by_mapping(self.hist)
-            figure = health.fig_failures_by_mapping(self.table)
+            figure = charts.fig_failures_by_mapping(self.table)
         elif view == "error categories":
             self.table = health.error_categories(self.errors)
-            figure = health.fig_error_categories(self.table)
+            figure = charts.fig_error_categories(self.table)
         else:
             self.table = health.slowest_mappings(self.hist)
-            figure = health.fig_slowest_mappings(self.table)
+            figure = charts.fig_slowest_mappings(self.table)
         self.show(
             HTML(f"<h4>{html.escape(view)}: {len(self.hist):,} jobs, {len(self.errors):,} errors</h4>"),
             figure,

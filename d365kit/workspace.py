@@ -1,28 +1,37 @@
-"""``connect(profile) -> Workspace``: the entry point, holding both authenticated clients."""
+"""``connect(profile) -> Workspace``: the entry point, a thin facade over the domain functions.
+
+The Workspace holds a profile's two authenticated clients and passes them, as a ``Systems``, to
+``reconcile``, ``plan_sync``, ``apply`` and ``resume``; every option is an explicit parameter here with the
+same meaning as there. Use it as a context manager (or call ``close()``) to close the pooled connections.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from types import TracebackType
+
+import pandas as pd
+from tqdm.auto import tqdm
 
 from d365kit.auth import TokenProvider
 from d365kit.bc import BCClient
-from d365kit.config import Profile, get_profile
+from d365kit.config import Profile
 from d365kit.dataverse import DataverseClient
+from d365kit.mapping import Catalog, TableMapping, load_catalog
 from d365kit.odata.session import ODataSession, PinnedSession
+from d365kit.profiles import get_profile
+from d365kit.reconcile import ReconcileResult, reconcile
+from d365kit.sync import SyncPlan, SyncRun, apply, plan_sync, resume
+from d365kit.systems import Systems
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from pathlib import Path
-
-    from d365kit.mapping import TableMapping
-    from d365kit.reconcile import ReconcileResult
-    from d365kit.sync import SyncPlan, SyncRun
-
-# The services' own concurrency caps (api-contracts.md, Part D): the default per-service limit.
+# The services' own concurrency caps (docs/architecture.md#limits): the default per-service limit.
 BC_CONCURRENCY = 5
 DATAVERSE_CONCURRENCY = 52
+
+Selection = ReconcileResult | str | TableMapping
 
 
 @dataclass
@@ -37,44 +46,102 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace(profile={self.profile.name!r}, bc={self.bc!r}, dataverse={self.dataverse!r})"
 
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled HTTPS connections (both services share one pool)."""
+        self.bc.session.http.close()
+
+    def systems(self) -> Systems:
+        """The two clients for one run of the domain, with a fresh cache of shared reads."""
+        return Systems(self.bc, self.dataverse, self.profile.name)
+
     def reconcile(
         self,
         mapping: str | TableMapping,
         since: datetime | None = None,
         records: Iterable[str] | None = None,
-        **options: Any,
+        *,
+        catalog: Catalog | None = None,
+        couplings: pd.DataFrame | None = None,
+        company: str | None = None,
+        threshold: float = 85.0,
+        progress: bool = True,
     ) -> ReconcileResult:
-        """Compare one mapping across BC and Dataverse (see ``d365kit.reconcile.reconcile``)."""
-        from d365kit.reconcile import reconcile  # imported on use: it brings pandas-heavy matching along
+        """Compare one mapping across BC and Dataverse (``d365kit.reconcile.reconcile``)."""
+        return reconcile(
+            self.systems(), mapping, since, records, catalog=catalog, couplings=couplings, company=company,
+            threshold=threshold, progress=progress,
+        )
 
-        return reconcile(self, mapping, since, records, **options)
+    def reconcile_all(
+        self,
+        mappings: Iterable[str | TableMapping] | None = None,
+        since: datetime | None = None,
+        *,
+        catalog: Catalog | None = None,
+        couplings: pd.DataFrame | None = None,
+        progress: bool = True,
+    ) -> dict[str, ReconcileResult]:
+        """Reconcile several mappings (every mapping of the catalog by default) in one run: the coupling
+        ledger, the own company and the lookup tables are read once for all of them."""
+        catalog = catalog or load_catalog()
+        chosen = list(mappings) if mappings is not None else list(catalog.names)
+        systems = self.systems()
+        results: dict[str, ReconcileResult] = {}
+        for m in tqdm(chosen, desc="reconcile", unit=" mapping", disable=not progress, delay=2):
+            result = reconcile(systems, m, since, catalog=catalog, couplings=couplings, progress=False)
+            results[result.mapping.name] = result
+        return results
 
     def plan_sync(
         self,
-        result_or_mapping: ReconcileResult | str | TableMapping | Iterable[ReconcileResult | str | TableMapping],
+        selection: Selection | Iterable[Selection],
         records: Iterable[str] | None = None,
         categories: Iterable[str] | None = None,
         direction: str | None = None,
         conflict: str = "skip",
-        **options: Any,
+        *,
+        fields: Iterable[str] | None = None,
+        catalog: Catalog | None = None,
+        couplings: pd.DataFrame | None = None,
+        progress: bool = True,
     ) -> SyncPlan:
-        """A dry run: what a selective sync would write (see ``d365kit.sync.plan``). Nothing is written."""
-        from d365kit.sync import plan_sync
+        """A dry run: what a selective sync would write (``d365kit.sync.plan_sync``). Nothing is written."""
+        return plan_sync(
+            self.systems(), selection, records, categories, direction, conflict, fields=fields,
+            catalog=catalog, couplings=couplings, progress=progress,
+        )
 
-        return plan_sync(self, result_or_mapping, records, categories, direction, conflict, **options)
+    def apply(
+        self,
+        plan: SyncPlan,
+        *,
+        journal: str | Path | None = None,
+        progress: bool = True,
+        batch_size: int | None = None,
+        run_id: str | None = None,
+    ) -> SyncRun:
+        """Write a plan, journaled (``d365kit.sync.apply``); ``journal`` defaults to ``$D365KIT_JOURNAL``,
+        else a per-user file for this profile."""
+        return apply(self.systems(), plan, journal=journal, progress=progress, batch_size=batch_size, run_id=run_id)
 
-    def apply(self, plan: SyncPlan, *, journal: str | Path | None = None, **options: Any) -> SyncRun:
-        """Write a plan, journaled (see ``d365kit.sync.apply``); ``journal`` defaults to
-        ``$D365KIT_JOURNAL``, else a per-user file for this profile."""
-        from d365kit.sync import apply
-
-        return apply(self, plan, journal=journal, **options)
-
-    def resume(self, run_id: str, *, journal: str | Path | None = None, **options: Any) -> SyncRun:
-        """Finish an interrupted run from its journal."""
-        from d365kit.sync import resume
-
-        return resume(self, run_id, journal=journal, **options)
+    def resume(
+        self,
+        run_id: str,
+        *,
+        journal: str | Path | None = None,
+        progress: bool = True,
+        batch_size: int | None = None,
+    ) -> SyncRun:
+        """Finish an interrupted run from its journal (``d365kit.sync.resume``)."""
+        return resume(self.systems(), run_id, journal=journal, progress=progress, batch_size=batch_size)
 
 
 def connect(

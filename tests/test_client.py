@@ -14,29 +14,21 @@ import requests
 from fake_transport import session_with
 
 import d365kit
-from d365kit.auth import AuthError, TokenProvider
+from d365kit.auth import TokenProvider
 from d365kit.config import Profile, replace
 from d365kit.dataverse import bind
+from d365kit.errors import (
+    AuthError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    TransportError,
+    UnknownNameError,
+)
 from d365kit.odata.batch import Operation
-from d365kit.odata.errors import BadRequestError, ConflictError, NotFoundError, TransportError
-from d365kit.odata.metadata import UnknownNameError
 from d365kit.odata.paging import iter_rows
 from d365kit.odata.query import Q, Query
 from d365kit.odata.session import ODataSession, RetryPolicy
-
-
-def test_public_api_is_pinned():
-    assert sorted(d365kit.__all__) == sorted(
-        [
-            "AuthenticationError", "BadRequestError", "Catalog", "CatalogError", "ConfigError", "ConflictError", "D365Error", "ForeignOriginError", "NotFoundError",
-            "ODataError", "Profile", "Q", "Query", "ReconcileResult", "SyncPlan", "SyncRun", "ThrottledError", "TransportError",
-            "Workspace", "__version__",
-            "connect", "get_profile", "load_catalog",
-        ]
-    )
-    for name in d365kit.__all__:
-        assert hasattr(d365kit, name)
-
 
 # -- auth ------------------------------------------------------------------------------------------
 
@@ -202,16 +194,21 @@ def test_companion_api(ws):
 
 
 def test_dataverse_lookups_formatted_values_and_conflicts(ws):
-    currency = ws.dataverse.to_frame("transactioncurrencies", Query().with_select("transactioncurrencyid", "isocurrencycode"))
-    usd = currency.loc[currency["isocurrencycode"] == "USD", "transactioncurrencyid"].iloc[0]
+    currency = ws.dataverse.to_frame(
+        "transactioncurrencies",
+        Query().with_select("transactioncurrencyid", "isocurrencycode", "currencyname"),
+    )
+    usd, usd_name = currency.loc[
+        currency["isocurrencycode"] == "USD", ["transactioncurrencyid", "currencyname"]
+    ].iloc[0]
     acc = ws.dataverse.create(
         "accounts", {"name": "Lookup Test", "creditlimit": 1234.5, **bind("transactioncurrencyid", "transactioncurrencies", usd)}
     )
     row = ws.dataverse.get("accounts", acc, select=("name", "creditlimit", "_transactioncurrencyid_value"), formatted=True)
     assert row["_transactioncurrencyid_value"] == usd
-    assert "USD" in row["_transactioncurrencyid_value@OData.Community.Display.V1.FormattedValue"] or row[
-        "_transactioncurrencyid_value@OData.Community.Display.V1.FormattedValue"
-    ]
+    # a lookup's formatted value is the related row's primary name; money is formatted in its currency
+    assert row["_transactioncurrencyid_value@OData.Community.Display.V1.FormattedValue"] == usd_name
+    assert row["creditlimit@OData.Community.Display.V1.FormattedValue"] == "$1,234.50"
     frame = ws.dataverse.to_frame(
         "accounts", Query().with_select("accountid", "creditlimit", "_transactioncurrencyid_value").where(Q.eq("accountid", uuid.UUID(acc))),
         formatted=True,
@@ -266,4 +263,17 @@ def test_no_secret_or_token_in_logs(ws, caplog):
 
 def test_profile_is_a_real_profile(ws):
     assert isinstance(ws.profile, Profile) and ws.profile.name == "sandbox"
-    assert RetryPolicy().backoff(3, __import__("random").Random(1)) <= 4.0
+
+
+def test_backoff_is_full_jitter_up_to_the_capped_exponential():
+    """``uniform(0, min(cap, base * 2**attempt))`` drawn from the rng passed in (defaults: base 0.5 s, cap 30 s)."""
+    import random
+
+    policy = RetryPolicy()
+    assert policy.backoff(3, random.Random(1)) == random.Random(1).uniform(0, 4.0)  # 0.5 * 2**3
+    assert policy.backoff(0, random.Random(1)) == random.Random(1).uniform(0, 0.5)
+    assert policy.backoff(10, random.Random(1)) == random.Random(1).uniform(0, 30.0)  # 512 s, capped
+    rng = random.Random(7)
+    draws = [policy.backoff(3, rng) for _ in range(500)]
+    assert min(draws) >= 0 and max(draws) <= 4.0 and len(set(draws)) == 500
+    assert min(draws) < 0.5 and max(draws) > 3.5  # spread over the whole range (full jitter)

@@ -9,8 +9,8 @@ import pytest
 
 import d365kit
 from d365kit.odata.query import Q, Query
+from d365kit.profiles import sandbox_profile
 from d365kit.sandbox.server import Sandbox
-from d365kit.sandbox_profile import sandbox_profile
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from d365kit import couplings as C
+from d365kit.errors import ConfigError
 
 GUID_A = "8039929b-c80b-5383-b59c-606fe8f3e0fe"
 GUID_B = "1f2915a1-b47b-5b9e-b48d-a954760b2373"
@@ -86,7 +87,7 @@ def test_excel_needs_openpyxl(tmp_path):
     frame = pd.DataFrame({"CRM ID": [GUID_B], "Integration ID": [GUID_A], "Table ID": [18]})
     if importlib.util.find_spec("openpyxl") is None:
         path.write_bytes(b"PK")
-        with pytest.raises(ModuleNotFoundError, match=r"needs the 'openpyxl' package.*pip install openpyxl"):
+        with pytest.raises(ConfigError, match=r"needs the 'openpyxl' package.*pip install openpyxl"):
             C.from_file(path)
     else:
         frame.to_excel(path, index=False)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from d365kit.config import replace
-from d365kit.doctor import BC_SETS, COMPANION_SETS, DATAVERSE_SETS, Doctor, render
+from d365kit.doctor import Doctor, entity_sets, render
 
 
 def test_doctor_passes_on_the_sandbox(ws):
     findings = Doctor(ws.profile).run()
     assert all(f.ok for f in findings), render(findings)
     checks = {f.check for f in findings}
-    assert {f"BC read {n}" for n in BC_SETS + COMPANION_SETS} <= checks
-    assert {f"Dataverse read {n}" for n in DATAVERSE_SETS} <= checks
+    sets = entity_sets()
+    assert {"customers", "paymentTerms", "salesPrices", "crmIntegrationRecords"} <= {*sets["bc"], *sets["companion"]}
+    assert {"accounts", "invoicedetails", "bcbi_companies"} <= set(sets["dataverse"])
+    assert {f"BC read {n}" for n in sets["bc"] + sets["companion"]} <= checks
+    assert {f"Dataverse read {n}" for n in sets["dataverse"]} <= checks
     assert "companion API" in checks
     assert render(findings).endswith(f"{len(findings)} checks passed, 0 failed")
 

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from d365kit.config import ConfigError, get_profile
-from d365kit.odata.errors import (
-    BadRequestError,
-    ConflictError,
-    NotFoundError,
-    ThrottledError,
-    parse_error,
-)
+from d365kit.errors import BadRequestError, ConfigError, ConflictError, NotFoundError, ThrottledError
+from d365kit.odata.errors import parse_error
+from d365kit.profiles import get_profile
 
 
 def test_bc_error_body_with_correlation_id():

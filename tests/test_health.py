@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
-from d365kit import health
+from d365kit import charts, health
 
 
 def _jobs() -> pd.DataFrame:
@@ -281,27 +281,27 @@ def test_figures_share_the_template_and_draw_the_data(hist):
         pd.DataFrame({"at": ["2026-11-01"], "mapping": ["CUSTOMER"], "category": ["drift"], "count": [2]})
     )
     figs = {
-        "runs": health.fig_runs_over_time(health.runs_per_day(hist)),
-        "failures": health.fig_failures_by_mapping(health.failures_by_mapping(hist)),
-        "errors": health.fig_error_categories(health.error_categories(log)),
-        "slowest": health.fig_slowest_mappings(health.slowest_mappings(hist)),
-        "coverage": health.fig_coverage(cov),
-        "drift": health.fig_drift_trend(trend),
+        "runs": charts.fig_runs_over_time(health.runs_per_day(hist)),
+        "failures": charts.fig_failures_by_mapping(health.failures_by_mapping(hist)),
+        "errors": charts.fig_error_categories(health.error_categories(log)),
+        "slowest": charts.fig_slowest_mappings(health.slowest_mappings(hist)),
+        "coverage": charts.fig_coverage(cov),
+        "drift": charts.fig_drift_trend(trend),
     }
     for fig in figs.values():
         assert isinstance(fig, go.Figure) and fig.data
-        assert fig.layout.template.layout.font.family == pio.templates[health.TEMPLATE].layout.font.family
+        assert fig.layout.template.layout.font.family == pio.templates[charts.TEMPLATE].layout.font.family
         assert fig.layout.title.text
     assert list(figs["runs"].data[2].y) == [2, 0, 1]  # failed records per day
     assert list(figs["coverage"].data[0].text) == ["75.0%"]
 
 
 def test_sandbox_log_reads_into_history_errors_and_coverage(ws):
-    hist, errors = health.load_history(ws, days=7)
+    hist, errors = health.load_history(ws.bc, days=7)
     assert len(hist) > 0 and (hist["source"] == "bc").all()
     assert hist["start"].max() - hist["start"].min() <= pd.Timedelta(days=7)
     assert set(errors["job_id"]) <= set(hist["job_id"])
     assert errors["category"].astype(str).ne("other").mean() > 0.5  # the patterns know BC's messages
-    cov = health.coverage(health.coverage_counts(ws, ["CUSTOMER", "CURRENCY"]))
+    cov = health.coverage(health.coverage_counts(ws.bc, ["CUSTOMER", "CURRENCY"]))
     assert set(cov["mapping"]) == {"CUSTOMER", "CURRENCY"}
     assert (cov["total"] > 0).all() and cov["coverage"].between(0, 1).all()

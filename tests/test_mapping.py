@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from d365kit.mapping import CatalogError, check, load_catalog, load_live, validate
+from d365kit.errors import CatalogError
+from d365kit.mapping import check, load_catalog, load_live, validate
 from d365kit.mapping.loader import guess_bc_property
 from d365kit.mapping.transforms import (
     LookupTransform,
@@ -93,7 +94,7 @@ def test_fields_no_api_exposes_stay_in_the_catalog_but_are_not_compared(catalog)
 
 def test_default_catalog_matches_both_services_metadata(ws, catalog):
     assert validate(catalog, ws.bc.metadata, ws.dataverse.metadata()) == []
-    assert check(catalog, ws) is catalog
+    assert check(catalog, ws.bc, ws.dataverse) is catalog
 
 
 # -- validation errors are precise -------------------------------------------------------------------
@@ -121,7 +122,7 @@ def test_a_misspelled_field_names_the_mapping_the_field_and_the_closest_names(ws
     assert issues[0].suggestions[0] == "phoneNumber"
     assert issues[1].suggestions[0] == "emailaddress1"
     with pytest.raises(CatalogError) as err:
-        check(bad, ws, ["CUSTOMER"])
+        check(bad, ws.bc, ws.dataverse, ["CUSTOMER"])
     text = str(err.value)
     assert "mapping CUSTOMER, field phoneNumbr: BC 'customers' has no property 'phoneNumbr'" in text
     assert "closest valid names: 'phoneNumber'" in text
@@ -253,7 +254,7 @@ direction = "bidirectional"
 
 
 def test_live_mappings_from_the_companion_api_are_named_in_api_terms(ws, catalog):
-    live = load_live(ws)
+    live = load_live(ws.bc, ws.dataverse)
     assert set(live.names) == set(TWELVE) and live.warnings == ()
     for m in live:
         default = catalog[m.name]

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from d365kit.dataverse import createdon_cuts, createdon_ranges
-from d365kit.odata.errors import TransportError
+from d365kit.errors import TransportError
 from d365kit.odata.parallel import merge_threaded
 from d365kit.odata.query import Q, Query
 

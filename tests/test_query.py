@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from d365kit.errors import UsageError
 from d365kit.odata.query import Filter, Guid, Q, Query, key_segment, literal
 
 
@@ -37,7 +38,7 @@ def test_literal(value, expected):
 def test_naive_datetimes_and_unknown_types_are_refused():
     with pytest.raises(ValueError, match="timezone"):
         literal(datetime(2020, 1, 1))
-    with pytest.raises(TypeError):
+    with pytest.raises(UsageError, match="no OData literal for object"):
         literal(object())
     with pytest.raises(ValueError):
         literal(float("nan"))

@@ -17,7 +17,8 @@ import pytest
 from helpers import PinnedSession, auth, private_sandbox
 
 from d365kit import couplings as ledgers
-from d365kit.mapping import CatalogError, load_catalog
+from d365kit.errors import CatalogError
+from d365kit.mapping import load_catalog
 from d365kit.reconcile import CATEGORIES, COMPARED
 
 MAPPINGS = [m.name for m in load_catalog()]
@@ -65,7 +66,7 @@ def test_every_planted_problem_in_its_category_and_nothing_else(pristine, name):
                 assert (row["match_id"], row["match_score"]) == (planted, 100.0), p["id"]
             else:
                 assert na(row["match_score"]) != 100.0, p["id"]
-    assert set(result.summary.query("records > 0")["category"]) - {"in_sync"} == set(
+    assert set(result.summary().query("records > 0")["category"]) - {"in_sync"} == set(
         manifest["applicable"][name]
     )
 
@@ -77,15 +78,15 @@ def test_every_coupling_of_the_table_is_in_exactly_one_record(pristine, name):
     table = ledgers.for_table(ledgers.from_companion(ws.bc), result.mapping.bc_table_id)
     reported = Counter(c for ids in result.records["coupling_ids"] for c in ids)
     assert reported == Counter(table["coupling_id"])
-    assert result.summary["records"].sum() == len(result.records)
+    assert result.summary()["records"].sum() == len(result.records)
 
 
 def test_the_result_frames_and_counts_agree(pristine):
     _, manifest, results = pristine
     result = results["CUSTOMER"]
-    assert list(result.summary["category"]) == list(CATEGORIES)
-    assert {c: len(f) for c, f in result.frames.items()} == dict(
-        zip(result.summary["category"], result.summary["records"], strict=True)
+    assert list(result.summary()["category"]) == list(CATEGORIES)
+    assert {c: len(result.to_frame(c)) for c in CATEGORIES} == dict(
+        zip(result.summary()["category"], result.summary()["records"], strict=True)
     )
     drift = result.field_drift.set_index("dataverse_field")
     per_field = result.values.groupby(["dataverse_field", "category"]).size()
@@ -97,7 +98,7 @@ def test_the_result_frames_and_counts_agree(pristine):
     owner = result.values[result.values["bc_field"] == "salespersonCode"]
     assert owner["dataverse_value"].str.fullmatch(r"[A-Z]{2}").all()  # ownerid shown as a salesperson code
     with pytest.raises(KeyError, match="not a category"):
-        result.frame("drifted")
+        result.to_frame("drifted")
 
 
 def test_the_html_report_is_self_contained(pristine):
@@ -219,7 +220,7 @@ def edited(tmp_path_factory):
         info = sbx.info()
         manifest = json.loads(Path(info["manifest"]).read_text())
         before = ws.reconcile("CUSTOMER", progress=False)
-        healthy = before.frame("in_sync").sort_values("bc_key").head(6)
+        healthy = before.to_frame("in_sync").sort_values("bc_key").head(6)
         a, b, c, d, e, f = healthy[["bc_id", "dataverse_id"]].itertuples(index=False)
         raw = Raw(info, manifest["company"]["id"])
         since = datetime.now(UTC)

@@ -1,4 +1,4 @@
-"""BC API v2.0 + companion API of the sandbox, over HTTPS with real tokens (api-contracts.md Part A).
+"""BC API v2.0 + companion API of the sandbox, over HTTPS with real tokens (docs/sandbox.md, BC API).
 
 Reads run against the seeded company; every write goes to a scratch company this module adds to the store
 and removes afterwards, so the seed stays as other tests expect it.

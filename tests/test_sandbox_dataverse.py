@@ -1,4 +1,4 @@
-"""Dataverse Web API v9.2 of the sandbox, over HTTPS with a real token (contract: api-contracts.md Part B)."""
+"""Dataverse Web API v9.2 of the sandbox, over HTTPS with a real token (docs/sandbox.md, Dataverse API)."""
 
 from __future__ import annotations
 

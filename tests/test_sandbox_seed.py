@@ -88,7 +88,7 @@ def same(a: Any, b: Any) -> bool:
 
 
 def in_scope(m: Mapping, side: str, row: dict[str, Any], own: str) -> bool:
-    """The mapping filters of integration-model.md 1.2, restated independently of the seed."""
+    """The mapping filters (docs/reconcile.md#scope-filters), restated independently of the seed."""
     company_ok = row.get("_bcbi_companyid_value") in (own, None)
     if side == "bc":
         return {

@@ -16,8 +16,9 @@ from helpers import private_sandbox
 from sync_raw import Raw, new_id
 
 from d365kit import health
+from d365kit.errors import SyncDirectionError
 from d365kit.odata.batch import parse_multipart_response
-from d365kit.sync import Journal, SyncDirectionError
+from d365kit.sync import Journal
 
 ENTITIES = {
     "CUSTOMER": ("customers", "accounts", "phoneNumber", "telephone1"),
@@ -64,7 +65,7 @@ def craft_drift(ws, raw: Raw, mapping: str, used: set[str]) -> pd.Series:
     BC timestamp moved to the row's new modification time (so neither side counts as changed)."""
     bc_set, _, bc_phone, _ = ENTITIES[mapping]
     result = ws.reconcile(mapping, progress=False)
-    record = result.frame("in_sync").query("bc_id not in @used").iloc[0]
+    record = result.to_frame("in_sync").query("bc_id not in @used").iloc[0]
     used.add(record["bc_id"])
     phone = f"+1 777 {uuid.uuid4().int % 10_000_000:07d}"
     answer = raw.bc_batch(
@@ -100,7 +101,7 @@ def test_drift_applied_in_each_direction_is_in_sync_and_nothing_else_changed(pri
     ws, raw, journal = private
     record = craft_drift(ws, raw, mapping, USED)
     result = ws.reconcile(mapping, progress=False)
-    drifted = result.frame("drift")
+    drifted = result.to_frame("drift")
     assert record["coupling_id"] in set(drifted["coupling_id"])
     before = snapshot(raw, mapping)
     plan = ws.plan_sync(
@@ -170,7 +171,7 @@ def test_a_record_edited_between_plan_and_apply_is_a_conflict_and_keeps_its_new_
         "integrationSynchJobErrors", f"$filter=integrationSynchJobId eq {job_id}", api="companion"
     )
     assert len(errors) == 1 and record["dataverse_id"].upper() in errors[0]["destinationRecordId"]
-    hist, log = health.load_history(ws, days=30, mappings=["CUSTOMER"])
+    hist, log = health.load_history(ws.bc, days=30, mappings=["CUSTOMER"])
     ours = hist[hist["job_id"] == job_id]
     assert len(ours) == 1 and ours["failed"].iloc[0] == 1 and ours["source"].iloc[0] == "bc"
     assert log[log["job_id"] == job_id]["category"].astype(str).tolist() == ["conflict (bi-directional)"]
@@ -184,7 +185,7 @@ def test_a_record_edited_between_plan_and_apply_is_a_conflict_and_keeps_its_new_
 def test_a_conflict_resolved_by_policy_ends_in_sync(private, mapping, policy):
     ws, raw, journal = private
     result = ws.reconcile(mapping, progress=False)
-    record = result.frame("conflict").iloc[0]
+    record = result.to_frame("conflict").iloc[0]
     values = result.values.set_index("coupling_id").loc[record["coupling_id"]]
     run = ws.apply(
         ws.plan_sync(result, categories=["conflict"], conflict=policy, progress=False),
@@ -210,7 +211,7 @@ def test_forbidden_directions_are_refused_before_anything_is_written(private, tm
         plan, operations=[dataclasses.replace(plan.operations[0], direction="from_dataverse")]
     )
     customer = ws.reconcile("CUSTOMER", progress=False)
-    record = customer.frame("in_sync").iloc[0]
+    record = customer.to_frame("in_sync").iloc[0]
     good = ws.plan_sync(customer, records=[record["bc_id"]], progress=False)
     forged = dataclasses.replace(
         good.operations[0],
@@ -299,7 +300,7 @@ def test_lookups_resolve_through_couplings_the_same_plan_adds(private):
 
 def test_an_invoice_syncs_with_its_lines(private):
     ws, raw, journal = private
-    invoices = ws.reconcile("POSTEDSALESINV-INV", progress=False).frame("in_sync")
+    invoices = ws.reconcile("POSTEDSALESINV-INV", progress=False).to_frame("in_sync")
     lines = pd.DataFrame(raw.bc_rows("salesInvoiceLines", "$select=id,documentId,itemId,lineType"))
     with_lines = lines[lines["documentId"].isin(invoices["bc_id"])].groupby("documentId").size()
     invoice = invoices.set_index("bc_id").loc[with_lines[with_lines >= 2].index[0]]

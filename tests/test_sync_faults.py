@@ -112,9 +112,9 @@ def load(raw: Raw, n_update: int, n_create: int) -> dict[str, list]:
 def plan_for(ws, data) -> SyncPlan:
     ids = [u[0] for u in data["updates"]] + [c[0] for c in data["creates"]]
     result = ws.reconcile("CUSTOMER", records=ids, progress=False)
-    counts = result.summary.set_index("category")["records"]
+    counts = result.summary().set_index("category")["records"]
     assert counts["drift"] == len(data["updates"]) and counts["uncoupled_bc"] == len(data["creates"])
-    assert set(result.frame("drift")["fields"]) == {("telephone1",)}  # the pairs differ in the phone only
+    assert set(result.to_frame("drift")["fields"]) == {("telephone1",)}  # the pairs differ in the phone only
     plan = ws.plan_sync(
         result, categories=["drift", "uncoupled_bc"], direction="to_dataverse", progress=False
     )

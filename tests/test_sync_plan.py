@@ -10,8 +10,9 @@ import pytest
 from helpers import private_sandbox
 from sync_raw import Raw
 
+from d365kit.errors import SyncDirectionError, SyncPlanError
 from d365kit.mapping import load_catalog
-from d365kit.sync import SyncDirectionError, SyncPlan, SyncPlanError
+from d365kit.sync import SyncPlan
 from d365kit.sync.model import IN_SYNC, Operation
 from d365kit.sync.order import dependency_order
 from d365kit.sync.plan import decide
@@ -32,7 +33,7 @@ def pristine(tmp_path_factory):
 
 
 def one(result, category: str) -> pd.Series:
-    rows = result.frame(category)
+    rows = result.to_frame(category)
     assert len(rows), category
     return rows.iloc[0]
 

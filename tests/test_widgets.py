@@ -110,7 +110,7 @@ def test_sync_panel_plans_on_click_and_applies_only_on_apply(private_ws, custome
     result = customer["CUSTOMER"]
     panel = widgets.SyncPanel(private_ws, result)
     assert panel.apply_button.disabled and panel.plan is None
-    drift = result.frame("drift")
+    drift = result.to_frame("drift")
     panel.records.value = (drift["coupling_id"].iloc[0],)
     panel.direction.value = "to_dataverse"
     panel.plan_button.click()
@@ -119,18 +119,18 @@ def test_sync_panel_plans_on_click_and_applies_only_on_apply(private_ws, custome
     assert "Plan (dry run: nothing written): 1 operation(s)" in html_of(panel)
     assert PLOTLY_MIME in shown(panel)[1]
     assert list(panel.plan.to_frame()["kind"]) == ["update"]
-    before = private_ws.reconcile("CUSTOMER", progress=False).summary
+    before = private_ws.reconcile("CUSTOMER", progress=False).summary()
 
     panel.conflict.value = "bc_wins"  # a changed choice invalidates the shown plan
     assert panel.plan is None and panel.apply_button.disabled
-    pd.testing.assert_frame_equal(private_ws.reconcile("CUSTOMER", progress=False).summary, before)
+    pd.testing.assert_frame_equal(private_ws.reconcile("CUSTOMER", progress=False).summary(), before)
 
     panel.plan_button.click()
     panel.apply_button.click()
     assert panel.run is not None, panel.status.value
     assert "Applied: modified 1" in panel.status.value and panel.apply_button.disabled
     assert "<h4>Run</h4>" in html_of(panel) and list(panel.run.to_frame()["state"]) == ["done"]
-    after = private_ws.reconcile("CUSTOMER", progress=False).summary.set_index("category")["records"]
+    after = private_ws.reconcile("CUSTOMER", progress=False).summary().set_index("category")["records"]
     assert after["drift"] == before.set_index("category")["records"]["drift"] - 1
 
 

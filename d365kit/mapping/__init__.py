@@ -1,21 +1,11 @@
 """Mapping model, the default catalog of BC's twelve integration mappings, and value transforms."""
 
-from d365kit.mapping.loader import (
-    DEFAULT_CATALOG,
-    CatalogError,
-    Issue,
-    check,
-    dv_column,
-    load_catalog,
-    load_live,
-    validate,
-)
+from d365kit.mapping.loader import DEFAULT_CATALOG, Issue, check, dv_column, load_catalog, load_live, validate
 from d365kit.mapping.model import Catalog, FieldMapping, OptionMap, TableMapping
 
 __all__ = [
     "DEFAULT_CATALOG",
     "Catalog",
-    "CatalogError",
     "FieldMapping",
     "Issue",
     "OptionMap",

@@ -30,6 +30,9 @@ from typing import Any
 
 import pandas as pd
 
+from d365kit.bc import BCClient
+from d365kit.dataverse import DataverseClient
+from d365kit.errors import CatalogError, D365Error
 from d365kit.mapping.model import (
     BC_APIS,
     BC_DIRECTIONS,
@@ -40,7 +43,6 @@ from d365kit.mapping.model import (
     OptionMap,
     TableMapping,
 )
-from d365kit.odata.errors import D365Error
 from d365kit.odata.metadata import EntityType, ServiceMetadata
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.toml")
@@ -64,14 +66,6 @@ class Issue:
         where = f"mapping {self.mapping}" + (f", field {self.field}" if self.field else "")
         hint = f"; closest valid names: {', '.join(map(repr, self.suggestions))}" if self.suggestions else ""
         return f"{where}: {self.problem}{hint}"
-
-
-class CatalogError(D365Error, ValueError):
-    """A catalog that does not load or does not match the services' ``$metadata``; ``issues`` lists each."""
-
-    def __init__(self, issues: list[Issue]):
-        self.issues = issues
-        super().__init__(f"{len(issues)} catalog problem(s):\n" + "\n".join(f"- {i}" for i in issues))
 
 
 def _close(name: str, candidates: Iterable[str]) -> tuple[str, ...]:
@@ -254,11 +248,11 @@ def _live_field(row: pd.Series, default: TableMapping, bc_props: Iterable[str]) 
     )
 
 
-def load_live(ws: Any, base: Catalog | None = None) -> Catalog:
+def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = None) -> Catalog:
     """The tenant's own mappings from the companion API, named in API terms with ``base``'s help."""
     base = base or load_catalog()
-    tables, fields = ws.bc.table_mappings(), ws.bc.field_mappings()
-    dv_sets = {et.name: name for name, et in ws.dataverse.metadata().entity_sets.items()}
+    tables, fields = bc.table_mappings(), bc.field_mappings()
+    dv_sets = {et.name: name for name, et in dataverse.metadata().entity_sets.items()}
     mappings: dict[str, TableMapping] = {}
     warnings: list[str] = []
     for _, row in tables.iterrows():
@@ -270,7 +264,7 @@ def load_live(ws: Any, base: Catalog | None = None) -> Catalog:
                 "naming its BC API entity set; add one in an override file"
             )
             continue
-        bc_props = ws.bc.metadata(default.api_path).entity_sets.get(default.bc_entity)
+        bc_props = bc.metadata(default.api_path).entity_sets.get(default.bc_entity)
         rows = fields[(fields["integrationTableMappingName"] == name) & (fields["status"] != "Disabled")]
         if "no" in rows:
             rows = rows.sort_values("no")
@@ -455,9 +449,11 @@ def validate(
     return issues
 
 
-def check(catalog: Catalog, ws: Any, names: Iterable[str] | None = None) -> Catalog:
-    """``catalog`` when it matches the workspace's services, else ``CatalogError`` listing every issue."""
-    issues = validate(catalog, ws.bc.metadata, ws.dataverse.metadata(), names)
+def check(
+    catalog: Catalog, bc: BCClient, dataverse: DataverseClient, names: Iterable[str] | None = None
+) -> Catalog:
+    """``catalog`` when it matches the two services' ``$metadata``, else ``CatalogError`` listing every issue."""
+    issues = validate(catalog, bc.metadata, dataverse.metadata(), names)
     if issues:
         raise CatalogError(issues)
     return catalog

@@ -13,7 +13,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
-from d365kit.odata.metadata import UnknownNameError
+from d365kit.errors import UnknownNameError
 
 Direction = Literal["bidirectional", "to_dataverse", "from_dataverse"]
 DIRECTIONS: tuple[str, ...] = ("bidirectional", "to_dataverse", "from_dataverse")
@@ -113,7 +113,7 @@ class TableMapping:
         for f in self.fields:
             if (bc is None or f.bc == bc) and (dv is None or f.dv == dv):
                 return f
-        raise KeyError(f"mapping {self.name} has no field bc={bc!r} dv={dv!r}")
+        raise UnknownNameError(f"mapping {self.name} has no field bc={bc!r} dv={dv!r}")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from d365kit.odata.errors import ODataError, TransportError, parse_error
+from d365kit.errors import ODataError, TransportError
+from d365kit.odata.errors import parse_error
 from d365kit.odata.session import ODataSession
 
 BC_MAX_OPERATIONS = 100

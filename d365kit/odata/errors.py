@@ -1,4 +1,4 @@
-"""Typed errors parsed from both services' error bodies.
+"""Typed errors parsed from both services' error bodies (the classes live in ``d365kit.errors``).
 
 BC: ``{"error":{"code":"Request_EntityChanged","message":"...  CorrelationId:  <guid>."}}``.
 Dataverse: ``{"error":{"code":"0x80060882","message":"..."}}`` (the correlation id comes in the
@@ -12,70 +12,18 @@ from typing import Any
 
 import requests
 
+from d365kit.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    NotImplementedByServiceError,
+    ODataError,
+    ThrottledError,
+)
+
 _CORRELATION = re.compile(r"\s*CorrelationId:\s*([0-9a-fA-F-]{36})\.?\s*$")
 _CORRELATION_HEADERS = ("request-id", "ms-correlation-x", "x-ms-service-request-id", "req_id", "x-ms-correlation-id")
-
-
-class D365Error(Exception):
-    """Base of every d365kit error that comes from talking to a service."""
-
-
-class TransportError(D365Error):
-    """The service could not be reached, or its answer was cut off or unreadable."""
-
-
-class ForeignOriginError(D365Error):
-    """A URL outside the service's own https origin: refused before anything is sent (no token leaves)."""
-
-
-class ODataError(D365Error):
-    """An error answer of BC or Dataverse: status, code, message and correlation id."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        correlation_id: str | None = None,
-        *,
-        method: str | None = None,
-        url: str | None = None,
-        retry_after: float | None = None,
-    ):
-        self.status = status
-        self.code = code
-        self.message = message
-        self.correlation_id = correlation_id
-        self.method = method
-        self.url = url
-        self.retry_after = retry_after
-        where = f" ({method} {url})" if method and url else ""
-        corr = f" [correlation id {correlation_id}]" if correlation_id else ""
-        super().__init__(f"HTTP {status} {code}: {message}{where}{corr}")
-
-
-class NotFoundError(ODataError):
-    """404: the entity set, row or route does not exist."""
-
-
-class ConflictError(ODataError):
-    """The row changed since it was read (BC 409 Request_EntityChanged, Dataverse 412)."""
-
-
-class ThrottledError(ODataError):
-    """429 after the retries were spent (service protection limits)."""
-
-
-class AuthenticationError(ODataError):
-    """401/403: the token was refused or lacks permission."""
-
-
-class BadRequestError(ODataError):
-    """400: the request itself is wrong (unknown field, malformed filter, invalid value)."""
-
-
-class NotImplementedByServiceError(ODataError):
-    """501: the service (or the sandbox) does not implement what was asked."""
 
 
 def _class_for(status: int, code: str) -> type[ODataError]:

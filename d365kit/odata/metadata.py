@@ -6,17 +6,10 @@ import difflib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from d365kit.odata.errors import D365Error
+from d365kit.errors import UnknownNameError
 
 _EDMX = "{http://docs.oasis-open.org/odata/ns/edmx}"
 _EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
-
-
-class UnknownNameError(D365Error, KeyError):
-    """An entity set or property that the service's $metadata does not define."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from d365kit.odata.errors import TransportError
+from d365kit.errors import TransportError
 from d365kit.odata.session import ODataSession
 
 

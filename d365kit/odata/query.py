@@ -12,10 +12,13 @@ import enum
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
+
+from d365kit.errors import UsageError
+from d365kit.timestamps import iso
 
 _GUID_LEN = 36
 
@@ -41,23 +44,22 @@ def literal(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{value!r} has no OData literal")
+            raise UsageError(f"{value!r} has no OData literal")
         return repr(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: give it a timezone (e.g. datetime.now(UTC))")
-        v = value.astimezone(UTC)
-        return v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+            raise UsageError(f"naive datetime {value!r}: give it a timezone (e.g. datetime.now(UTC))")
+        return iso(value)  # type: ignore[return-value]
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
-    raise TypeError(f"no OData literal for {type(value).__name__} value {value!r}")
+    raise UsageError(f"no OData literal for {type(value).__name__} value {value!r}")
 
 
 def _name(name: str) -> str:
     if not name or not all(c.isalnum() or c in "_/" for c in name):
-        raise ValueError(f"{name!r} is not a property name")
+        raise UsageError(f"{name!r} is not a property name")
     return name
 
 
@@ -128,7 +130,7 @@ class Q:
         """``name in (...)`` for BC; Dataverse has no ``in`` (OData 4.0), so use ``any_of`` there."""
         items = list(values)
         if not items:
-            raise ValueError("in_() needs at least one value")
+            raise UsageError("in_() needs at least one value")
         return Filter(f"{_name(name)} in ({','.join(literal(v) for v in items)})")
 
     @staticmethod
@@ -136,7 +138,7 @@ class Q:
         """``name eq a or name eq b ...`` (same field, so BC's OR restriction is respected)."""
         items = list(values)
         if not items:
-            raise ValueError("any_of() needs at least one value")
+            raise UsageError("any_of() needs at least one value")
         return Filter(" or ".join(f"{_name(name)} eq {literal(v)}" for v in items))
 
 
@@ -165,7 +167,7 @@ class Query:
 
     def limit(self, n: int) -> Query:
         if n < 0:
-            raise ValueError("top must be >= 0")
+            raise UsageError("top must be >= 0")
         return replace(self, top=n)
 
     def params(self) -> list[tuple[str, str]]:
@@ -194,7 +196,7 @@ def key_segment(entity_set: str, key: str | uuid.UUID) -> str:
     """``accounts(<guid>)`` — keys here are always GUIDs; anything else is refused."""
     text = str(key)
     if len(text) != _GUID_LEN:
-        raise ValueError(f"{text!r} is not a GUID key")
+        raise UsageError(f"{text!r} is not a GUID key")
     return f"{entity_set}({uuid.UUID(text)})"
 
 

@@ -25,7 +25,8 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from d365kit.odata.errors import ForeignOriginError, TransportError, error_from_response
+from d365kit.errors import ForeignOriginError, TransportError
+from d365kit.odata.errors import error_from_response
 
 log = logging.getLogger("d365kit.odata")
 

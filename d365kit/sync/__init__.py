@@ -3,16 +3,14 @@
 
 from d365kit.sync.apply import apply, resume
 from d365kit.sync.journal import Journal, default_path
-from d365kit.sync.model import Operation, SyncDirectionError, SyncPlanError
+from d365kit.sync.model import Operation
 from d365kit.sync.plan import SyncPlan, plan_sync
 from d365kit.sync.run import SyncRun
 
 __all__ = [
     "Journal",
     "Operation",
-    "SyncDirectionError",
     "SyncPlan",
-    "SyncPlanError",
     "SyncRun",
     "apply",
     "default_path",

@@ -33,14 +33,16 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from d365kit.bc import COMPANION
+from d365kit.bc import COMPANION, COUPLINGS, SYNC_JOB_ERRORS, SYNC_JOBS
+from d365kit.errors import D365Error, ODataError, SyncPlanError
 from d365kit.odata.batch import Operation as Request
-from d365kit.odata.errors import D365Error, ODataError
-from d365kit.sync import read, records, writers
-from d365kit.sync.journal import Journal, default_path, now
-from d365kit.sync.model import FINAL, Operation, SyncPlanError
+from d365kit.sync import records, writers
+from d365kit.sync.journal import Journal, default_path
+from d365kit.sync.model import FINAL, Operation
 from d365kit.sync.plan import SyncPlan, check_operations
 from d365kit.sync.run import SyncRun
+from d365kit.systems import Systems
+from d365kit.timestamps import now
 
 MAX_ROUNDS = 12
 MAX_WAIT = 30.0
@@ -64,7 +66,7 @@ class _Executor:
 
     def __init__(
         self,
-        ws: Any,
+        systems: Systems,
         journal: Journal,
         run_id: str,
         *,
@@ -73,7 +75,7 @@ class _Executor:
         fresh: list[Operation] | None = None,
     ):
         """``fresh``: the operations of a run just journaled (spares reading them back)."""
-        self.ws, self.journal, self.run_id = ws, journal, run_id
+        self.systems, self.journal, self.run_id = systems, journal, run_id
         self.progress, self.batch_size = progress, batch_size
         if fresh is None:
             frame = journal.operations(run_id)
@@ -103,7 +105,7 @@ class _Executor:
         self.early: list[tuple[list[tuple[Operation, str, dict[str, Any]]], Future]] = []
         self.early_ids: set[str] = set()
         self.companion_ok: bool | None = None
-        workers = ws.bc.session.max_concurrency + min(ws.dataverse.session.max_concurrency, DATAVERSE_WORKERS)
+        workers = systems.bc.session.max_concurrency + min(systems.dataverse.session.max_concurrency, DATAVERSE_WORKERS)
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="d365kit-sync")
 
     def run(self) -> SyncRun:
@@ -194,7 +196,7 @@ class _Executor:
         resend: set[str] = set()
         for group in self._groups(ops).values():
             try:
-                outcomes = writers.verify(self.ws, group, self.duplicates)
+                outcomes = writers.verify(self.systems, group, self.duplicates)
             except D365Error as exc:  # reading failed too: verify again next round
                 for op in group:
                     self.last_error[op.op_id] = ("Verify", str(exc))
@@ -217,7 +219,7 @@ class _Executor:
             for op in chunk:
                 self.state[op.op_id] = "sent"
                 self.attempts[op.op_id] += 1
-        futures = [self.pool.submit(writers.send, self.ws, c) for c in chunks]
+        futures = [self.pool.submit(writers.send, self.systems, c) for c in chunks]
         hint: float | None = None
         for future in as_completed(futures):
             outcomes = future.result()
@@ -244,7 +246,7 @@ class _Executor:
 
     def _companion(self, entity_set: str) -> dict[str, str] | None:
         try:
-            return self.ws.bc.metadata(COMPANION).entity(entity_set).properties
+            return self.systems.bc.metadata(COMPANION).entity(entity_set).properties
         except D365Error as exc:
             self.warnings.append(f"the companion API has no {entity_set} ({exc}); kept in the journal only")
             return None
@@ -271,15 +273,15 @@ class _Executor:
     def _coupling_request(item: tuple[Operation, str, dict[str, Any]]) -> Request:
         op, method, values = item
         if method == "POST":
-            return Request("POST", records.COUPLINGS, values, id=op.op_id)
+            return Request("POST", COUPLINGS, values, id=op.op_id)
         return Request(
-            method, f"{records.COUPLINGS}({op.coupling_id})", values or None, {"If-Match": "*"}, id=op.op_id
+            method, f"{COUPLINGS}({op.coupling_id})", values or None, {"If-Match": "*"}, id=op.op_id
         )
 
     def _couple_early(self, op_ids: list[str]) -> None:
         """Send the coupling changes of just-finished operations now (one attempt; see the class docstring)."""
         if self.companion_ok is None:
-            self.companion_ok = self._companion(records.COUPLINGS) is not None
+            self.companion_ok = self._companion(COUPLINGS) is not None
         if not self.companion_ok:
             return
         changes = [c for c in self._changes(op_ids) if c[0].op_id not in self.early_ids]
@@ -323,7 +325,7 @@ class _Executor:
         changes = self._changes(self.order)
         if not changes:
             return
-        if self._companion(records.COUPLINGS) is None:
+        if self._companion(COUPLINGS) is None:
             self._record_couplings([], [op.op_id for op, _, _ in changes])
             return
         done = self._companion_writes(changes, self._coupling_request, exists_ok=lambda op: op.coupling_id)
@@ -375,7 +377,7 @@ class _Executor:
                 ids = {exists_ok(todo[i][0]): i for i in exists}
                 entity = request(todo[exists[0]]).url.split("(")[0]
                 try:
-                    found = read.bc_rows(self.ws, entity, COMPANION, [k for k in ids if k], ["id"])
+                    found = self.systems.bc.rows_by_id(entity, [k for k in ids if k], ["id"], api=COMPANION)
                     done |= {ids[k] for k in ids if k in found.index}
                 except D365Error:
                     pass
@@ -386,7 +388,7 @@ class _Executor:
 
     def _batch(self, requests: list[Request]) -> tuple[list[Any], Exception | None]:
         try:
-            return self.ws.bc.batch(requests, api=COMPANION), None
+            return self.systems.bc.batch(requests, api=COMPANION), None
         except Exception as exc:  # noqa: BLE001 - the round retries the chunk
             return [], exc
 
@@ -417,8 +419,8 @@ class _Executor:
                 row[stamp] = kept.get(row["id"], row[stamp])
         self.journal.save_jobs(jobs, errors)
         for entity_set, all_rows, table in (
-            (records.JOBS, jobs, "runs"),
-            (records.JOB_ERRORS, errors, "run_errors"),
+            (SYNC_JOBS, jobs, "runs"),
+            (SYNC_JOB_ERRORS, errors, "run_errors"),
         ):
             done = set(before[table].loc[before[table]["written"] == 1, "id"])
             rows = [row for row in all_rows if row["id"] not in done]
@@ -481,7 +483,7 @@ def _captions(mappings: set[str]) -> dict[str, str]:
 
 
 def apply(
-    ws: Any,
+    systems: Systems,
     plan: SyncPlan,
     *,
     journal: str | Path | None = None,
@@ -499,16 +501,16 @@ def apply(
                 f"operation {op.op_id} ({op.mapping} {op.bc_key}) has no ETag to send as If-Match"
             )
     run_id = run_id or str(uuid.uuid4())
-    path = Path(journal) if journal else default_path(ws.profile.name)
+    path = Path(journal) if journal else default_path(systems.profile)
     with Journal(path) as j:
-        j.start_run(run_id, ws.profile.name, plan.operations, plan.options)
+        j.start_run(run_id, systems.profile, plan.operations, plan.options)
         return _Executor(
-            ws, j, run_id, progress=progress, batch_size=batch_size, fresh=list(plan.operations)
+            systems, j, run_id, progress=progress, batch_size=batch_size, fresh=list(plan.operations)
         ).run()
 
 
 def resume(
-    ws: Any,
+    systems: Systems,
     run_id: str,
     *,
     journal: str | Path | None = None,
@@ -516,10 +518,10 @@ def resume(
     batch_size: int | None = None,
 ) -> SyncRun:
     """Finish a journaled run (interrupted or not): see the module docstring."""
-    path = Path(journal) if journal else default_path(ws.profile.name)
+    path = Path(journal) if journal else default_path(systems.profile)
     if not path.exists():
         raise SyncPlanError(f"no journal at {path}")
     with Journal(path) as j:
         if j.run(run_id) is None:
             raise SyncPlanError(f"no run {run_id} in the journal {path}")
-        return _Executor(ws, j, run_id, progress=progress, batch_size=batch_size).run()
+        return _Executor(systems, j, run_id, progress=progress, batch_size=batch_size).run()

@@ -18,20 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from d365kit.errors import SyncPlanError
 from d365kit.mapping import FieldMapping, TableMapping, dv_column
 from d365kit.reconcile import field_differences
-from d365kit.sync import read, rules
+from d365kit.sync import rules
 from d365kit.sync.context import PlanContext
-from d365kit.sync.model import IN_SYNC, Operation, SyncPlanError
+from d365kit.sync.model import IN_SYNC, Operation
 from d365kit.sync.values import Column, columns, convert, to_json, wire
-
-
-def iso(value: Any) -> str | None:
-    if value is None or (not isinstance(value, str) and pd.isna(value)):
-        return None
-    stamp = pd.Timestamp(value)
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+from d365kit.timestamps import iso
 
 
 def text(value: Any) -> str | None:
@@ -53,10 +47,10 @@ class MappingPlanner:
     """Operations for the selected records of one mapping."""
 
     def __init__(self, ctx: PlanContext, m: TableMapping, fields: Iterable[str] | None):
-        self.ctx, self.m, self.ws = ctx, m, ctx.ws
+        self.ctx, self.m, self.systems = ctx, m, ctx.systems
         self.tctx = ctx.transforms()
         self.only = {field_named(m, n) for n in fields} if fields else None
-        self.et = self.ws.dataverse.metadata().entity(m.dv_entity)
+        self.et = self.systems.dataverse.metadata().entity(m.dv_entity)
 
     def _columns(self, direction: str, purpose: str) -> list[Column]:
         """The columns written in ``direction``: restricted to ``fields=`` and, in Dataverse, to the
@@ -111,8 +105,8 @@ class MappingPlanner:
             m.dv_modified,
             *(f"_{a}_value" for a in m.dv_lookup_types),
         ]
-        bc = read.bc_rows(self.ws, m.bc_entity, m.api_path, bc_ids, bc_cols)
-        dv = read.dv_rows(self.ws, m.dv_entity, dv_ids, dv_cols, m.dv_lookup_types)
+        bc = self.systems.bc.rows_by_id(m.bc_entity, bc_ids, bc_cols, api=m.api_path)
+        dv = self.systems.dataverse.rows_by_id(m.dv_entity, dv_ids, dv_cols, lookup_types=m.dv_lookup_types)
         return bc, dv
 
     def _stamp(self, frame: pd.DataFrame, side: str, ids: list[str]) -> list[str | None]:

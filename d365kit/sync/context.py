@@ -1,4 +1,4 @@
-"""What planning the mappings of one plan shares: the workspace, the catalog, the couplings (read once, plus
+"""What planning the mappings of one plan shares: the systems, the catalog, the couplings (read once, plus
 the ones the plan itself will add) and a few reference tables read once.
 
 Couplings the plan adds count as soon as they are planned: a create chooses its new row's id when it is
@@ -15,19 +15,18 @@ import pandas as pd
 
 from d365kit import couplings as ledgers
 from d365kit.mapping import Catalog, TableMapping
-from d365kit.odata.errors import D365Error
 from d365kit.odata.query import Query
-from d365kit.reconcile import TransformContext, own_company
+from d365kit.reconcile import TransformContext
+from d365kit.systems import Systems
 
 
 @dataclass
 class PlanContext:
-    ws: Any
+    systems: Systems
     catalog: Catalog
     ledger: pd.DataFrame
     planned: dict[str, str] = field(default_factory=dict)  # id of a row a create will write -> op id
     _rows: list[dict[str, Any]] = field(default_factory=list)
-    _company: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
     counters: dict[int, int] = field(default_factory=dict)  # numbers handed out to new rows, per BC table
 
@@ -50,7 +49,7 @@ class PlanContext:
 
     def transforms(self) -> TransformContext:
         """A fresh transform context on the current couplings (planned ones included)."""
-        return TransformContext(self.ws, self.catalog, self.couplings)
+        return TransformContext(self.systems, self.catalog, self.couplings)
 
     def dataverse_of(self, table_id: int | None, bc_ids: pd.Series) -> pd.Series:
         """The Dataverse id coupled to each BC id (first coupling; NA when uncoupled)."""
@@ -65,9 +64,7 @@ class PlanContext:
 
     def company(self) -> str:
         """The own ``bcbi_companyid`` (looked up once)."""
-        if self._company is None:
-            self._company = own_company(self.ws)
-        return self._company
+        return self.systems.own_company()
 
     def bc_frame(
         self, m: TableMapping | str, select: tuple[str, ...], query: Query | None = None, api: str = "v2.0"
@@ -75,9 +72,10 @@ class PlanContext:
         """A BC reference table (all rows, ``select`` columns), read once per plan."""
         entity_set, api = (m.bc_entity, m.api_path) if isinstance(m, TableMapping) else (m, api)
         key = f"bc:{api}:{entity_set}:{select}:{query}"
+        if query is None:
+            return self.systems.bc_frame(entity_set, select, api)
         if key not in self._cache:
-            q = (query or Query()).with_select(*select)
-            self._cache[key] = self.ws.bc.to_frame(entity_set, q, api=api)
+            self._cache[key] = self.systems.bc.to_frame(entity_set, query.with_select(*select), api=api)
         return self._cache[key]
 
     def mapping_of_table(self, table_id: int) -> TableMapping | None:
@@ -87,17 +85,4 @@ class PlanContext:
         """The Dataverse attributes of ``entity_set`` valid for ``purpose`` ("create" or "update"), from
         ``EntityDefinitions(...)/Attributes`` (``IsValidForCreate``/``IsValidForUpdate``); None when the
         service does not say (then every attribute is tried)."""
-        key = f"writable:{entity_set}"
-        if key not in self._cache:
-            logical = self.ws.dataverse.metadata().entity(entity_set).name
-            url = f"{self.ws.dataverse.root}EntityDefinitions(LogicalName='{logical}')/Attributes"
-            try:
-                rows = self.ws.dataverse.session.request("GET", url).json()["value"]
-                self._cache[key] = {
-                    use: {a["LogicalName"] for a in rows if a.get(f"IsValidFor{use.title()}", True)}
-                    for use in ("create", "update")
-                }
-            except (D365Error, KeyError, ValueError):
-                self._cache[key] = None
-        found = self._cache[key]
-        return None if found is None else found[purpose]
+        return self.systems.writable(entity_set, purpose)

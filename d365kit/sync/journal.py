@@ -24,7 +24,6 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ import pandas as pd
 
 from d365kit.couplings import JOURNAL_DDL, LEDGER_COLUMNS
 from d365kit.sync.model import Operation
+from d365kit.timestamps import now
 
 JOB_COUNTS = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
 _DDL = (
@@ -97,10 +97,6 @@ _DDL = (
     )""",
 )
 
-
-def now() -> str:
-    stamp = datetime.now(UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
 def default_path(profile: str = "sandbox") -> Path:

@@ -24,8 +24,6 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from d365kit.odata.errors import D365Error
-
 KINDS = ("create", "update", "couple", "uncouple", "skip")
 DIRECTIONS = ("to_dataverse", "from_dataverse")
 POLICIES = ("skip", "bc_wins", "dataverse_wins")  # BC's update-conflict resolution: None / Send / Get
@@ -34,14 +32,6 @@ STATES = ("planned", "sent", "done", "failed", "conflict", "skipped")
 FINAL = frozenset({"done", "failed", "conflict", "skipped"})
 IN_SYNC = "nothing to write: the mapped fields agree"
 BC_DIRECTION = {"to_dataverse": "ToIntegrationTable", "from_dataverse": "FromIntegrationTable"}
-
-
-class SyncPlanError(D365Error, ValueError):
-    """A selection that cannot become a plan (an unknown category, lines without their invoice, ...)."""
-
-
-class SyncDirectionError(SyncPlanError):
-    """A direction the mapping or one of its fields does not allow; the message names both."""
 
 
 @dataclass

@@ -19,24 +19,20 @@ import numpy as np
 import pandas as pd
 
 from d365kit import couplings as ledgers
+from d365kit.errors import SyncDirectionError, SyncPlanError
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, load_catalog
 from d365kit.odata.query import Guid, Q, Query
-from d365kit.reconcile import CATEGORIES, ReconcileResult
-from d365kit.sync import read, rules
-from d365kit.sync.build import MappingPlanner, field_named, iso, link_dependencies
+from d365kit.reading import ID_CHUNK
+from d365kit.reconcile import CATEGORIES, ReconcileResult, reconcile
+from d365kit.sync import rules
+from d365kit.sync.build import MappingPlanner, field_named, link_dependencies
 from d365kit.sync.context import PlanContext
 from d365kit.sync.decide import decide
-from d365kit.sync.model import (
-    DIRECTIONS,
-    IN_SYNC,
-    KINDS,
-    POLICIES,
-    Operation,
-    SyncDirectionError,
-    SyncPlanError,
-)
+from d365kit.sync.model import DIRECTIONS, IN_SYNC, KINDS, POLICIES, Operation
 from d365kit.sync.order import dependency_order
 from d365kit.sync.values import allows
+from d365kit.systems import Systems
+from d365kit.timestamps import iso
 
 # -- the plan ------------------------------------------------------------------------------------------
 
@@ -269,22 +265,22 @@ def _children(
         return []
     child, fk = link
     line_ids: list[str] = []
-    for i in range(0, len(parents), read.ID_CHUNK):
-        query = Query(select=("id",), filter=Q.any_of(fk, [Guid(p) for p in parents[i : i + read.ID_CHUNK]]))
+    for i in range(0, len(parents), ID_CHUNK):
+        query = Query(select=("id",), filter=Q.any_of(fk, [Guid(p) for p in parents[i : i + ID_CHUNK]]))
         line_ids += [
-            row["id"] for page in ctx.ws.bc.pages(child.bc_entity, query, api=child.api_path) for row in page
+            row["id"] for page in ctx.systems.bc.pages(child.bc_entity, query, api=child.api_path) for row in page
         ]
     if not line_ids:
         return []
-    result = ctx.ws.reconcile(
-        child, records=line_ids, catalog=ctx.catalog, couplings=ctx.couplings, progress=progress
+    result = reconcile(
+        ctx.systems, child, records=line_ids, catalog=ctx.catalog, couplings=ctx.couplings, progress=progress
     )
     wanted = [c for c in CATEGORIES if c != "in_sync"]
     return _plan_mapping(ctx, child, result, line_ids, wanted, direction, conflict, None)
 
 
 def plan_sync(
-    ws: Any,
+    systems: Systems,
     selection: ReconcileResult | str | TableMapping | Iterable[ReconcileResult | str | TableMapping],
     records: Iterable[str] | None = None,
     categories: Iterable[str] | None = None,
@@ -325,13 +321,13 @@ def plan_sync(
             )
         check_direction(m, direction, fields)
         given[m.name] = result
-    ledger = ledgers.from_companion(ws.bc) if couplings is None else ledgers.normalize(couplings)
-    ctx = PlanContext(ws, catalog, ledger)
+    ledger = systems.ledger() if couplings is None else ledgers.normalize(couplings)
+    ctx = PlanContext(systems, catalog, ledger)
     ops: list[Operation] = []
     for name in dependency_order(catalog, given):
         m = catalog[name]
-        result = given[name] or ws.reconcile(
-            m, records=records, catalog=catalog, couplings=ledger, progress=progress
+        result = given[name] or reconcile(
+            systems, m, records=records, catalog=catalog, couplings=ledger, progress=progress
         )
         own = _plan_mapping(ctx, m, result, records, categories, direction, conflict, fields)
         ops += own + _children(ctx, m, own, direction, conflict, progress)

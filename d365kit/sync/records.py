@@ -1,7 +1,7 @@
 """The records a run leaves: its couplings (BC table 5331) and its job and error rows (tables 5338/5339),
 written through the companion API and kept in the journal.
 
-Couplings, as BC's sync keeps them (integration-model.md 3.1, 3.6): after a write to Dataverse the
+Couplings, as BC's sync keeps them (docs/sync.md#records-of-a-run): after a write to Dataverse the
 coupling's "Last Synch. CRM Result" is Success with this run's job id, after a write to BC "Last Synch.
 Result"; both last-sync timestamps move to the rows' modification times (the source's as planned, the
 target's as the write answered) and only ever forward; Skipped is cleared (BC's Retry). A failed write
@@ -26,9 +26,6 @@ import pandas as pd
 
 from d365kit.sync.model import BC_DIRECTION, IN_SYNC, Operation
 
-JOBS = "integrationSynchJobs"
-JOB_ERRORS = "integrationSynchJobErrors"
-COUPLINGS = "crmIntegrationRecords"
 _NAMESPACE = uuid.UUID("6f1c2b7e-5d3a-4e8f-9a10-d365c0ffee05")
 BLANK_RESULT = " "  # BC's blank option value of Last Synch. (CRM) Result
 

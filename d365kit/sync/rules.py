@@ -1,4 +1,4 @@
-"""What BC's integration does in code on insert, beyond the field mappings (integration-model.md 2.2-2.12).
+"""What BC's integration does in code on insert, beyond the field mappings (docs/sync.md#insert-rules).
 
 A new row must land inside the mapping's filters and carry the links BC sets itself:
 
@@ -158,14 +158,14 @@ def _constant(value: str, edm: str) -> Any:
 
 def _defaults(ctx: PlanContext, m: TableMapping, direction: str, out: Extras) -> None:
     if direction == "to_dataverse":
-        et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+        et = ctx.systems.dataverse.metadata().entity(m.dv_entity)
         pairs = [(k, v) for k, v in filter_defaults(m.dv_filter).items() if k in et.properties]
         for f in m.fields:
             column = dv_column(et, f.dv) if f.dv else None
             if f.constant is not None and column == f.dv and allows(f.direction, direction):
                 pairs.append((column, _constant(f.constant, et.properties[column])))
     else:
-        props = ctx.ws.bc.metadata(m.api_path).entity(m.bc_entity).properties
+        props = ctx.systems.bc.metadata(m.api_path).entity(m.bc_entity).properties
         pairs = [(k, v) for k, v in filter_defaults(m.bc_filter).items() if k in props and str(v).strip()]
         pairs += [
             (f.bc, f.constant)
@@ -185,7 +185,7 @@ def _bind(
     if target is None:
         return None
     return f"_{attribute}_value", (
-        navigation(ctx.ws, m.dv_entity, attribute, target.dv_entity),
+        navigation(ctx.systems, m.dv_entity, attribute, target.dv_entity),
         target.dv_entity,
     )
 
@@ -328,13 +328,13 @@ def create_extras(ctx: PlanContext, m: TableMapping, direction: str, src: pd.Dat
     if direction == "to_dataverse":
         if m.dv_company_field:
             attribute = m.dv_company_field
-            et = ctx.ws.dataverse.metadata().entity(m.dv_entity)
+            et = ctx.systems.dataverse.metadata().entity(m.dv_entity)
             target = next((name for name, t in et.navigation.items() if name == attribute), None)
             if target:
                 entity_set = next(
                     (
                         s
-                        for s, e in ctx.ws.dataverse.metadata().entity_sets.items()
+                        for s, e in ctx.systems.dataverse.metadata().entity_sets.items()
                         if f"mscrm.{e.name}" == et.navigation[target]
                     ),
                     None,

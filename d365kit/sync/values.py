@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from d365kit.errors import SyncPlanError
 from d365kit.mapping import FieldMapping, TableMapping, dv_column
 from d365kit.mapping.transforms import BLANK_GUID, LookupTransform, bc_enum_encode, equal, kind_of, normalize
 from d365kit.reconcile import TransformContext
-from d365kit.sync.model import SyncPlanError
+from d365kit.systems import Systems
+from d365kit.timestamps import iso_series
 
 
 def allows(direction: str, wanted: str) -> bool:
@@ -43,10 +45,10 @@ class Column:
     bind: tuple[str, str] | None = None  # Dataverse lookup: (navigation property, entity set)
 
 
-def navigation(ws: Any, entity_set: str, attribute: str, target_set: str) -> str:
+def navigation(systems: Systems, entity_set: str, attribute: str, target_set: str) -> str:
     """The navigation property that binds ``attribute`` to a row of ``target_set`` (``parentcustomerid``
     to an account is ``parentcustomerid_account``)."""
-    md = ws.dataverse.metadata()
+    md = systems.dataverse.metadata()
     navs = md.entity(entity_set).navigation
     if attribute in navs:
         return attribute
@@ -60,9 +62,9 @@ def navigation(ws: Any, entity_set: str, attribute: str, target_set: str) -> str
 
 def columns(ctx: TransformContext, m: TableMapping, direction: str) -> list[Column]:
     """The fields of ``m`` written in ``direction``, each target column once (first field wins)."""
-    ws = ctx.ws
-    et = ws.dataverse.metadata().entity(m.dv_entity)
-    bc_props = ws.bc.metadata(m.api_path).entity(m.bc_entity).properties
+    systems = ctx.systems
+    et = systems.dataverse.metadata().entity(m.dv_entity)
+    bc_props = systems.bc.metadata(m.api_path).entity(m.bc_entity).properties
     out: dict[str, Column] = {}
     for f in m.compared:
         if not allows(f.direction, direction):
@@ -72,7 +74,7 @@ def columns(ctx: TransformContext, m: TableMapping, direction: str) -> list[Colu
             bind = None
             if f.transform and f.transform.startswith("lookup:"):
                 target_set = ctx.catalog[f.transform[7:]].dv_entity
-                bind = (navigation(ws, m.dv_entity, f.dv, target_set), target_set)  # type: ignore[arg-type]
+                bind = (navigation(systems, m.dv_entity, f.dv, target_set), target_set)  # type: ignore[arg-type]
             column = Column(f, f.bc, dv_col, f.dv, et.properties[dv_col], bind)  # type: ignore[arg-type,index]
         else:
             column = Column(f, dv_col, f.bc, f.bc, bc_props[f.bc])  # type: ignore[arg-type,index]
@@ -104,8 +106,7 @@ def dv_json(values: pd.Series, edm: str) -> pd.Series:
     if edm == "Edm.Date":
         return _objects(pd.to_datetime(values, errors="coerce").dt.strftime("%Y-%m-%d"))
     if edm == "Edm.DateTimeOffset":
-        stamps = pd.to_datetime(values, errors="coerce", utc=True)
-        return _objects(stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z")
+        return _objects(iso_series(values))
     text = values.astype("string")
     if edm == "Edm.Guid":
         text = text.str.lower()

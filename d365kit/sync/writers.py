@@ -27,16 +27,16 @@ conflict.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pandas as pd
 
+from d365kit.errors import ODataError
 from d365kit.odata.batch import Operation as Request
 from d365kit.odata.batch import OperationResult
-from d365kit.odata.errors import ODataError
-from d365kit.sync import read
 from d365kit.sync.model import Operation
 from d365kit.sync.values import same
+from d365kit.systems import Systems
+from d365kit.timestamps import iso
 
 BC_CHUNK = 100  # BC's $batch limit
 DATAVERSE_CHUNK = 500  # of Dataverse's 1,000: fewer operations to redo after a lost answer
@@ -64,8 +64,8 @@ def chunk_size(side: str, wanted: int | None) -> int:
     return min(wanted or limit, limit if side == "bc" else 1000)
 
 
-def _request(ws: Any, op: Operation) -> Request:
-    key = ws.dataverse.metadata().entity(op.target_set).key if side_of(op) == "dataverse" else "id"
+def _request(systems: Systems, op: Operation) -> Request:
+    key = systems.dataverse.metadata().entity(op.target_set).key if side_of(op) == "dataverse" else "id"
     if side_of(op) == "bc":
         if op.write == "create":
             return Request("POST", op.target_set, op.body, id=op.op_id)  # type: ignore[arg-type]
@@ -112,14 +112,14 @@ def _conflict_text(op: Operation, detail: str = "") -> str:
     ).strip()
 
 
-def send(ws: Any, ops: list[Operation]) -> list[Outcome]:
+def send(systems: Systems, ops: list[Operation]) -> list[Outcome]:
     """One request for ``ops`` (same side, same entity set); one outcome per operation."""
-    requests = [_request(ws, op) for op in ops]
+    requests = [_request(systems, op) for op in ops]
     try:
         if side_of(ops[0]) == "bc":
-            results = ws.bc.batch(requests, api=ops[0].target_api or "v2.0")
+            results = systems.bc.batch(requests, api=ops[0].target_api or "v2.0")
         else:
-            results = ws.dataverse.batch(requests, changeset=False)
+            results = systems.dataverse.batch(requests, changeset=False)
     except Exception as exc:  # noqa: BLE001 - every failure of the request leaves its operations unknown
         retry = exc.retry_after if isinstance(exc, ODataError) else None
         code, text = _message(exc, getattr(exc, "status", 0))
@@ -136,13 +136,13 @@ def send(ws: Any, ops: list[Operation]) -> list[Outcome]:
     ]
 
 
-def _types(ws: Any, op: Operation) -> dict[str, str]:
+def _types(systems: Systems, op: Operation) -> dict[str, str]:
     if side_of(op) == "bc":
-        return ws.bc.metadata(op.target_api or "v2.0").entity(op.target_set).properties
-    return ws.dataverse.metadata().entity(op.target_set).properties
+        return systems.bc.metadata(op.target_api or "v2.0").entity(op.target_set).properties
+    return systems.dataverse.metadata().entity(op.target_set).properties
 
 
-def verify(ws: Any, ops: list[Operation], duplicates: set[str]) -> list[Outcome]:
+def verify(systems: Systems, ops: list[Operation], duplicates: set[str]) -> list[Outcome]:
     """Read the targets of ``ops`` (same side and entity set) and say what became of each (``resend`` when
     the write did not happen). ``duplicates``: creates last answered "key exists"."""
     first = ops[0]
@@ -151,10 +151,10 @@ def verify(ws: Any, ops: list[Operation], duplicates: set[str]) -> list[Outcome]
     )
     ids = [op.target_id for op in ops]
     if side_of(first) == "bc":
-        rows = read.bc_rows(ws, first.target_set, first.target_api or "v2.0", ids, columns)  # type: ignore[arg-type]
+        rows = systems.bc.rows_by_id(first.target_set, ids, columns, api=first.target_api or "v2.0")  # type: ignore[arg-type]
     else:
-        rows = read.dv_rows(ws, first.target_set, ids, columns)  # type: ignore[arg-type]
-    types = _types(ws, first)
+        rows = systems.dataverse.rows_by_id(first.target_set, ids, columns)  # type: ignore[arg-type]
+    types = _types(systems, first)
     agree = {op.op_id: True for op in ops}
     for column in columns:
         users = [op for op in ops if column in op.after and op.target_id in rows.index]
@@ -178,11 +178,7 @@ def verify(ws: Any, ops: list[Operation], duplicates: set[str]) -> list[Outcome]
             continue
         row = rows.loc[op.target_id]
         stamp = row.get(op.stamp_field) if op.stamp_field else None
-        stamp_text = (
-            None
-            if stamp is None or pd.isna(stamp)
-            else pd.Timestamp(stamp).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        )
+        stamp_text = iso(stamp)
         etag = None if pd.isna(row.get("_etag")) else str(row.get("_etag"))
         if op.write == "create":
             out.append(Outcome(op.op_id, "done", stamp_text, etag))

@@ -1,11 +1,16 @@
-"""The built-in ``sandbox`` profile: attach to a running sandbox, or start one for this process."""
+"""Profiles by name: the built-in ``sandbox`` (attach to a running sandbox, or start one for this process)
+or a profile of the user's file (``d365kit.config``).
+
+This is the one client-side module that starts the emulator, so it sits in the facade layer: the
+setup layer (``config``, ``auth``) never imports ``d365kit.sandbox``."""
 
 from __future__ import annotations
 
 import atexit
 import threading
+from pathlib import Path
 
-from d365kit.config import Profile
+from d365kit.config import SANDBOX, Profile, load_profile
 
 _lock = threading.Lock()
 _started: list = []  # the in-process sandbox this module started, kept alive until exit
@@ -39,3 +44,8 @@ def sandbox_profile() -> Profile:
         token_cache=str(data_dir / "tokens.json"),
         sandbox_dir=facts["data_dir"],
     )
+
+
+def get_profile(name: str = SANDBOX, path: Path | None = None) -> Profile:
+    """The profile called ``name``: the built-in sandbox, else the file's table with its environment overrides."""
+    return sandbox_profile() if name == SANDBOX else load_profile(name, path)

@@ -1,0 +1,85 @@
+"""``Systems``: the two services of one tenant as the domain sees them, and the reads its runs share.
+
+Reconcile, planning, apply and health take a ``Systems`` (typed: the two clients), never the Workspace, so
+the domain cannot call back up into the facade. One ``Systems`` lives for one run — a reconcile of twelve
+mappings, one plan — and reads what every mapping of that run needs once: the coupling ledger, the own
+company's ``bcbi_companyid``, reference tables for lookups and option maps. A new run starts with a new
+``Systems`` (``Workspace.systems()``), so nothing read earlier goes stale across runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from d365kit import couplings as ledgers
+from d365kit.bc import STANDARD, BCClient
+from d365kit.dataverse import DataverseClient
+from d365kit.errors import NotFoundError
+from d365kit.odata.query import Query
+
+
+@dataclass
+class Systems:
+    """BC and Dataverse of one tenant (``profile`` names it, e.g. for the journal), with per-run shared reads."""
+
+    bc: BCClient
+    dataverse: DataverseClient
+    profile: str
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def ledger(self) -> pd.DataFrame:
+        """Every coupling (all BC tables) from the companion API, read once per run."""
+        if "ledger" not in self._memo:
+            self._memo["ledger"] = ledgers.from_companion(self.bc)
+        return self._memo["ledger"]
+
+    def own_company(self) -> str:
+        """The ``bcbi_companyid`` of the BC company: ``bcbi_externalid`` is the company's id (the BC test
+        library's format; production's exact format is UNVERIFIED), else the same name. Read once per run."""
+        if "company" not in self._memo:
+            self._memo["company"] = self._own_company()
+        return self._memo["company"]
+
+    def _own_company(self) -> str:
+        company = self.bc.company_id
+        rows = self.dataverse_frame("bcbi_companies", ("bcbi_companyid", "bcbi_name", "bcbi_externalid"))
+        external = rows["bcbi_externalid"].astype("string").str.strip("{}").str.lower()
+        hit = rows[external == company.lower()]
+        if hit.empty:
+            names = {c["id"]: c["name"] for c in self.bc.companies()}
+            hit = rows[rows["bcbi_name"] == names.get(company)]
+        if hit.empty:
+            raise NotFoundError(
+                404,
+                "bcbi_company",
+                f"no Dataverse bcbi_company row for BC company {company}; pass company=<bcbi_companyid>",
+            )
+        return str(hit["bcbi_companyid"].iloc[0])
+
+    def bc_frame(self, entity_set: str, select: tuple[str, ...], api: str = STANDARD) -> pd.DataFrame:
+        """A whole BC reference table (``select`` columns, sorted so equal requests share), read once per run."""
+        key = ("bc", api, entity_set, tuple(sorted(set(select))))
+        if key not in self._memo:
+            self._memo[key] = self.bc.to_frame(entity_set, Query(select=key[3]), api=api)
+        return self._memo[key]
+
+    def dataverse_frame(self, entity_set: str, select: tuple[str, ...]) -> pd.DataFrame:
+        """A whole Dataverse reference table (``select`` columns), read once per run."""
+        key = ("dataverse", entity_set, tuple(sorted(set(select))))
+        if key not in self._memo:
+            self._memo[key] = self.dataverse.to_frame(entity_set, Query(select=key[2]))
+        return self._memo[key]
+
+    def writable(self, entity_set: str, purpose: str) -> set[str] | None:
+        """The Dataverse attributes of ``entity_set`` valid for ``purpose`` ("create"/"update"), read once."""
+        key = ("writable", entity_set)
+        if key not in self._memo:
+            self._memo[key] = self.dataverse.writable_attributes(entity_set)
+        found = self._memo[key]
+        return None if found is None else found[purpose]
+
+
+__all__ = ["Systems"]
