@@ -26,7 +26,12 @@ from d365kit.odata.session import PinnedSession
 log = logging.getLogger(__name__)
 
 # Hosts msal knows as Entra instances; anything else (the sandbox) skips instance discovery.
-_ENTRA_HOSTS = ("login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn", "login.microsoft.com")
+_ENTRA_HOSTS = (
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+    "login.microsoft.com",
+)
 
 
 def _default_cache_path(profile: Profile) -> Path:
@@ -44,7 +49,9 @@ def _write_private(path: Path, text: str) -> None:
 
 def default_prompt(flow: dict[str, Any]) -> None:
     """Show the device-code instructions in a notebook (as Markdown) or on the console."""
-    message = flow.get("message") or f"Open {flow['verification_uri']} and enter the code {flow['user_code']}."
+    message = (
+        flow.get("message") or f"Open {flow['verification_uri']} and enter the code {flow['user_code']}."
+    )
     try:
         from IPython import get_ipython
         from IPython.display import Markdown, display

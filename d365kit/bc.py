@@ -55,7 +55,9 @@ class BCClient:
     def metadata(self, api: str = STANDARD) -> ServiceMetadata:
         cache = self.__dict__.setdefault("_metadata", {})
         if api not in cache:
-            resp = self.session.request("GET", self.root(api) + "$metadata", headers={"Accept": "application/xml"})
+            resp = self.session.request(
+                "GET", self.root(api) + "$metadata", headers={"Accept": "application/xml"}
+            )
             cache[api] = parse_csdl(f"Business Central ({api})", resp.content)
         return cache[api]
 
@@ -70,11 +72,17 @@ class BCClient:
         if self._company is None:
             return companies[0]["id"]
         for c in companies:
-            if self._company.lower() in (c["id"].lower(), c["name"].lower(), (c.get("displayName") or "").lower()):
+            if self._company.lower() in (
+                c["id"].lower(),
+                c["name"].lower(),
+                (c.get("displayName") or "").lower(),
+            ):
                 return c["id"]
         names = ", ".join(repr(c["name"]) for c in companies)
         raise NotFoundError(
-            404, "Internal_CompanyNotFound", f"no company {self._company!r} in this environment (there are: {names})"
+            404,
+            "Internal_CompanyNotFound",
+            f"no company {self._company!r} in this environment (there are: {names})",
         )
 
     def url(self, entity_set: str, key: str | None = None, api: str = STANDARD) -> str:
@@ -85,7 +93,12 @@ class BCClient:
     # -- reads -------------------------------------------------------------------------------------
 
     def pages(
-        self, entity_set: str, query: Query | None = None, *, page_size: int = BC_MAX_PAGE, api: str = STANDARD
+        self,
+        entity_set: str,
+        query: Query | None = None,
+        *,
+        page_size: int = BC_MAX_PAGE,
+        api: str = STANDARD,
     ) -> Iterator[list[dict[str, Any]]]:
         query = query or Query()
         if query.select:
@@ -99,13 +112,20 @@ class BCClient:
         for rows in self.pages(entity_set, query, **kwargs):
             yield from rows
 
-    def get(self, entity_set: str, key: str, *, select: tuple[str, ...] = (), api: str = STANDARD) -> dict[str, Any]:
+    def get(
+        self, entity_set: str, key: str, *, select: tuple[str, ...] = (), api: str = STANDARD
+    ) -> dict[str, Any]:
         qs = Query(select=select).query_string()
         url = self.url(entity_set, key, api)
         return self.session.request("GET", f"{url}?{qs}" if qs else url).json()
 
     def frames(
-        self, entity_set: str, query: Query | None = None, *, page_size: int = BC_MAX_PAGE, api: str = STANDARD
+        self,
+        entity_set: str,
+        query: Query | None = None,
+        *,
+        page_size: int = BC_MAX_PAGE,
+        api: str = STANDARD,
     ) -> Iterator[pd.DataFrame]:
         """The rows page by page, each page a typed frame (``d365kit.frames``: ``$select`` columns, else all)."""
         props = self.metadata(api).entity(entity_set).properties
@@ -126,7 +146,11 @@ class BCClient:
         api: str = STANDARD,
     ) -> pd.DataFrame:
         """All rows (paged) as a typed frame; see d365kit.frames for the column conventions."""
-        columns = list(query.select) if query and query.select else list(self.metadata(api).entity(entity_set).properties)
+        columns = (
+            list(query.select)
+            if query and query.select
+            else list(self.metadata(api).entity(entity_set).properties)
+        )
         return collect(
             self.frames(entity_set, query, page_size=page_size, api=api),
             self.empty_frame(entity_set, columns, api),
@@ -153,11 +177,17 @@ class BCClient:
             return collect((fr.reindex(columns=cols) for fr in frames), empty, "", False)
 
         return by_ids(
-            read, "id", ids, scope=scope, empty=self.empty_frame(entity_set, cols, api),
+            read,
+            "id",
+            ids,
+            scope=scope,
+            empty=self.empty_frame(entity_set, cols, api),
             concurrency=self.session.max_concurrency,
         )
 
-    def modified_since(self, entity_set: str, since: datetime, query: Query | None = None, **kwargs: Any) -> pd.DataFrame:
+    def modified_since(
+        self, entity_set: str, since: datetime, query: Query | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
         """Rows with ``lastModifiedDateTime`` after ``since`` (BC has no delta links; deletes are not seen)."""
         q = (query or Query()).where(Q.gt("lastModifiedDateTime", since))
         return self.to_frame(entity_set, q, **kwargs)
@@ -166,9 +196,13 @@ class BCClient:
 
     def create(self, entity_set: str, values: dict[str, Any], *, api: str = STANDARD) -> dict[str, Any]:
         """POST; pass ``id`` in ``values`` to make the create idempotent (a retry then cannot duplicate)."""
-        return self.session.request("POST", self.url(entity_set, api=api), json=values, idempotent="id" in values).json()
+        return self.session.request(
+            "POST", self.url(entity_set, api=api), json=values, idempotent="id" in values
+        ).json()
 
-    def update(self, entity_set: str, key: str, changes: dict[str, Any], *, etag: str, api: str = STANDARD) -> dict[str, Any]:
+    def update(
+        self, entity_set: str, key: str, changes: dict[str, Any], *, etag: str, api: str = STANDARD
+    ) -> dict[str, Any]:
         """PATCH with ``If-Match: etag`` (use the row's ``@odata.etag``; ``"*"`` overwrites blindly)."""
         return self.session.request(
             "PATCH", self.url(entity_set, key, api), json=changes, headers={"If-Match": etag}, idempotent=True
@@ -177,7 +211,9 @@ class BCClient:
     def delete(self, entity_set: str, key: str, *, etag: str = "*", api: str = STANDARD) -> None:
         self.session.request("DELETE", self.url(entity_set, key, api), headers={"If-Match": etag})
 
-    def upsert(self, entity_set: str, key: str, values: dict[str, Any], *, api: str = STANDARD) -> dict[str, Any]:
+    def upsert(
+        self, entity_set: str, key: str, values: dict[str, Any], *, api: str = STANDARD
+    ) -> dict[str, Any]:
         """BC has no upsert: update the row with this id if it exists, else create it with this id."""
         try:
             current = self.get(entity_set, key, api=api)
@@ -185,7 +221,9 @@ class BCClient:
             return self.create(entity_set, {**values, "id": key}, api=api)
         return self.update(entity_set, key, values, etag=current["@odata.etag"], api=api)
 
-    def batch(self, operations: list[Operation], *, atomic: bool = False, api: str = STANDARD) -> list[OperationResult]:
+    def batch(
+        self, operations: list[Operation], *, atomic: bool = False, api: str = STANDARD
+    ) -> list[OperationResult]:
         """JSON $batch (100 operations per request); operation URLs relative to ``companies(<id>)/``."""
         prefix = f"companies({self.company_id})/"
         for op in operations:

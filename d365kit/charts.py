@@ -133,5 +133,3 @@ def fig_drift_trend(trend: pd.DataFrame) -> go.Figure:
     for mapping, rows in trend.groupby("mapping", sort=True):
         fig.add_scatter(x=rows["at"], y=rows["drift_rate"], name=str(mapping), mode="lines+markers")
     return fig
-
-

@@ -67,7 +67,7 @@ def cmd_sandbox_start(args: argparse.Namespace) -> int:
     sbx = Sandbox(data_dir, port=args.port, limits=args.limits, latency_ms=args.latency_ms)
     print(f"Starting the sandbox on https://127.0.0.1:{args.port or '<free port>'} (data: {data_dir}) ...")
     sbx.on_started = lambda: print(  # noqa: E731 - printed once the port is known
-        f"Sandbox ready at {sbx.ctx.origin}. In another shell: eval \"$(d365kit sandbox env)\". Ctrl+C stops it.",
+        f'Sandbox ready at {sbx.ctx.origin}. In another shell: eval "$(d365kit sandbox env)". Ctrl+C stops it.',
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):
@@ -81,7 +81,9 @@ def cmd_sandbox_seed(args: argparse.Namespace) -> int:
 
     data_dir = _data_dir(args)
     manifest = seed_store(Store(data_dir / "sandbox.db"), data_dir, scale=args.scale)
-    print(f"Seeded {data_dir} (scale {manifest.get('scale')}): {len(manifest.get('problems', []))} planted problems.")
+    print(
+        f"Seeded {data_dir} (scale {manifest.get('scale')}): {len(manifest.get('problems', []))} planted problems."
+    )
     return 0
 
 
@@ -180,7 +182,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(root))
     from bench.runner import RESULTS, run_benchmarks
 
-    return run_benchmarks(args.only, repeats=args.repeats, results=Path(args.results) if args.results else RESULTS)
+    return run_benchmarks(
+        args.only, repeats=args.repeats, results=Path(args.results) if args.results else RESULTS
+    )
 
 
 def _journal(args: argparse.Namespace) -> Path:
@@ -195,7 +199,9 @@ def cmd_sync_resume(args: argparse.Namespace) -> int:
     from d365kit.errors import SyncPlanError
 
     try:
-        run = d365kit.connect(args.profile).resume(args.run_id, journal=_journal(args), progress=not args.quiet)
+        run = d365kit.connect(args.profile).resume(
+            args.run_id, journal=_journal(args), progress=not args.quiet
+        )
     except SyncPlanError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -243,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     data_dir_arg(start)
     start.add_argument("--scale", type=_scale, help="reseed with N customers (the rest in proportion) first")
-    start.add_argument("--limits", choices=LIMIT_PROFILES, default="unlimited", help="service protection profile")
+    start.add_argument(
+        "--limits", choices=LIMIT_PROFILES, default="unlimited", help="service protection profile"
+    )
     start.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every API request")
     start.set_defaults(func=cmd_sandbox_start)
 
@@ -265,14 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the main job: sandbox, round trip, the four notebooks headlessly, the HTML report"
     )
     demo.add_argument(
-        "--data-dir", help="use (or attach to) the sandbox on this folder (default: a fresh one in a temp folder)"
+        "--data-dir",
+        help="use (or attach to) the sandbox on this folder (default: a fresh one in a temp folder)",
     )
     demo.add_argument("--out", help="report folder (default: reports/<UTC timestamp>/)")
     demo.set_defaults(func=cmd_demo)
 
     def parameter_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+            "-p",
+            "--parameter",
+            nargs=2,
+            action="append",
+            default=[],
+            metavar=("NAME", "VALUE"),
             help="a notebook parameter (Python literal or text), e.g. -p days 7 -p mappings \"['CUSTOMER']\"",
         )
 
@@ -284,17 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="run the notebooks and write an HTML report with an index page")
-    report.add_argument("--profile", default="sandbox", help="profile name passed to every notebook (default: sandbox)")
+    report.add_argument(
+        "--profile", default="sandbox", help="profile name passed to every notebook (default: sandbox)"
+    )
     report.add_argument("--out", help="output folder (default: reports/<UTC timestamp>/)")
-    report.add_argument("--notebooks", nargs="+", help="notebooks to run, in order (default: notebooks/*.ipynb)")
+    report.add_argument(
+        "--notebooks", nargs="+", help="notebooks to run, in order (default: notebooks/*.ipynb)"
+    )
     parameter_arg(report)
     report.set_defaults(func=cmd_report)
 
-    doctor = sub.add_parser("doctor", help="check a profile: tokens, reachability, read permission, companion API")
+    doctor = sub.add_parser(
+        "doctor", help="check a profile: tokens, reachability, read permission, companion API"
+    )
     doctor.add_argument("--profile", default="sandbox", help="profile name (default: sandbox)")
     doctor.set_defaults(func=cmd_doctor)
 
-    sync = sub.add_parser("sync", help="selective sync runs: resume an interrupted one, list the journaled ones")
+    sync = sub.add_parser(
+        "sync", help="selective sync runs: resume an interrupted one, list the journaled ones"
+    )
     ysub = sync.add_subparsers(dest="sync_command", required=True)
 
     def journal_args(p: argparse.ArgumentParser) -> None:
@@ -304,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="journal file (default: $D365KIT_JOURNAL, else ~/.local/share/d365kit/journal/<profile>.sqlite)",
         )
 
-    resume = ysub.add_parser("resume", help="finish a sync run from its journal (no duplicates, nothing lost)")
+    resume = ysub.add_parser(
+        "resume", help="finish a sync run from its journal (no duplicates, nothing lost)"
+    )
     resume.add_argument("run_id", metavar="RUN_ID", help="the run's id (see `d365kit sync runs`)")
     journal_args(resume)
     resume.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -314,9 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     journal_args(runs)
     runs.set_defaults(func=cmd_sync_runs)
 
-    bench = sub.add_parser("bench", help="benchmarks against baselines, appended to bench/RESULTS.md (source checkout)")
+    bench = sub.add_parser(
+        "bench", help="benchmarks against baselines, appended to bench/RESULTS.md (source checkout)"
+    )
     bench.add_argument("--only", action="append", metavar="NAME", help="run only this benchmark (repeatable)")
-    bench.add_argument("--repeats", type=_repeats, default=5, help="timed calls per contender after a warm-up")
+    bench.add_argument(
+        "--repeats", type=_repeats, default=5, help="timed calls per contender after a warm-up"
+    )
     bench.add_argument("--results", help="Markdown file to append to (default: bench/RESULTS.md)")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -96,7 +96,7 @@ class Profile:
             )
         raise ConfigError(
             f"profile {self.name!r} needs a client secret: name the environment variable holding it "
-            "(secret_env = \"...\") or set keyring = true."
+            '(secret_env = "...") or set keyring = true.'
         )
 
 
@@ -154,7 +154,7 @@ def load_profile(name: str, path: Path | None = None) -> Profile:
     if "client_secret" in raw:
         raise ConfigError(
             f"profile {name!r} holds a client_secret in the file; secrets never go there. Remove it and set "
-            "secret_env = \"<VARIABLE>\" (or keyring = true)."
+            'secret_env = "<VARIABLE>" (or keyring = true).'
         )
     prefix = f"D365KIT_{name.upper().replace('-', '_')}_"
     for key in _FIELDS:
@@ -163,7 +163,9 @@ def load_profile(name: str, path: Path | None = None) -> Profile:
             raw[key] = env_value
     unknown = sorted(set(raw) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"profile {name!r}: unknown field(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}")
+        raise ConfigError(
+            f"profile {name!r}: unknown field(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}"
+        )
     missing = [k for k in ("tenant_id", "client_id") if not raw.get(k)]
     if missing:
         raise ConfigError(f"profile {name!r} lacks {', '.join(missing)}; add them to the profile.")
@@ -177,7 +179,9 @@ def validate(profile: Profile) -> Profile:
         raise ConfigError(
             f"profile {profile.name!r}: auth_mode {profile.auth_mode!r} is not one of {', '.join(AUTH_MODES)}"
         )
-    if profile.auth_mode == "certificate" and not (profile.certificate_path and profile.certificate_thumbprint):
+    if profile.auth_mode == "certificate" and not (
+        profile.certificate_path and profile.certificate_thumbprint
+    ):
         raise ConfigError(
             f"profile {profile.name!r} uses a certificate: set certificate_path (PEM private key) and "
             "certificate_thumbprint (SHA-1 hex)."

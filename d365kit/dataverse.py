@@ -135,7 +135,9 @@ class DataverseClient:
         """One nextLink chain: the pages of one query, in the service's order."""
         url = self.entity_url(entity_set)
         qs = query.query_string()
-        for page in iter_pages(self.session, f"{url}?{qs}" if qs else url, page_size=page_size, headers=prefer):
+        for page in iter_pages(
+            self.session, f"{url}?{qs}" if qs else url, page_size=page_size, headers=prefer
+        ):
             yield page["value"]
 
     def createdon_partitions(
@@ -207,10 +209,14 @@ class DataverseClient:
         for rows in self.pages(entity_set, query, **kwargs):
             yield from rows
 
-    def get(self, entity_set: str, key: str, *, select: tuple[str, ...] = (), formatted: bool = False) -> dict[str, Any]:
+    def get(
+        self, entity_set: str, key: str, *, select: tuple[str, ...] = (), formatted: bool = False
+    ) -> dict[str, Any]:
         qs = Query(select=select).query_string()
         url = self.entity_url(entity_set, key)
-        return self.session.request("GET", f"{url}?{qs}" if qs else url, headers=self._prefer(formatted)).json()
+        return self.session.request(
+            "GET", f"{url}?{qs}" if qs else url, headers=self._prefer(formatted)
+        ).json()
 
     def count(self, entity_set: str) -> int:
         return int(self.session.request("GET", self.entity_url(entity_set) + "/$count").text)
@@ -230,7 +236,11 @@ class DataverseClient:
         ``<attribute>type``, Dataverse's own name for it."""
         types, columns, renames = self._frame_shape(entity_set, query, tuple(lookup_types))
         for rows in self.pages(
-            entity_set, query, page_size=page_size, formatted=formatted, lookup_types=bool(renames),
+            entity_set,
+            query,
+            page_size=page_size,
+            formatted=formatted,
+            lookup_types=bool(renames),
             parallel=parallel,
         ):
             yield rows_to_frame(rows, types, columns, renames)
@@ -244,7 +254,9 @@ class DataverseClient:
         columns = list(query.select) if query and query.select else list(et.properties)
         return types, [*columns, *renames.values()], renames
 
-    def empty_frame(self, entity_set: str, columns: list[str], lookup_types: Iterable[str] = ()) -> pd.DataFrame:
+    def empty_frame(
+        self, entity_set: str, columns: list[str], lookup_types: Iterable[str] = ()
+    ) -> pd.DataFrame:
         types, _, renames = self._frame_shape(entity_set, None, tuple(lookup_types))
         return rows_to_frame([], types, [*columns, *renames.values()])
 
@@ -268,7 +280,11 @@ class DataverseClient:
         _, columns, _ = self._frame_shape(entity_set, query, ())
         return collect(
             self.frames(
-                entity_set, query, page_size=page_size, formatted=formatted, lookup_types=lookup_types,
+                entity_set,
+                query,
+                page_size=page_size,
+                formatted=formatted,
+                lookup_types=lookup_types,
                 parallel=parallel,
             ),
             self.empty_frame(entity_set, columns, lookup_types),
@@ -318,15 +334,25 @@ class DataverseClient:
     def create(self, entity_set: str, values: dict[str, Any]) -> str:
         """POST; returns the new row's id. Put the primary key in ``values`` to make it idempotent."""
         key = self.metadata().entity(entity_set).key
-        resp = self.session.request("POST", self.entity_url(entity_set), json=values, idempotent=key in values)
+        resp = self.session.request(
+            "POST", self.entity_url(entity_set), json=values, idempotent=key in values
+        )
         match = _ENTITY_ID.search(resp.headers.get("OData-EntityId", ""))
         if not match:
-            raise TransportError(f"Dataverse: POST {entity_set} answered {resp.status_code} without OData-EntityId")
+            raise TransportError(
+                f"Dataverse: POST {entity_set} answered {resp.status_code} without OData-EntityId"
+            )
         return match.group(1).lower()
 
     def update(self, entity_set: str, key: str, changes: dict[str, Any], *, etag: str = "*") -> None:
         """PATCH that never creates: ``If-Match`` is the row's etag (412 -> ConflictError) or ``*``."""
-        self.session.request("PATCH", self.entity_url(entity_set, key), json=changes, headers={"If-Match": etag}, idempotent=True)
+        self.session.request(
+            "PATCH",
+            self.entity_url(entity_set, key),
+            json=changes,
+            headers={"If-Match": etag},
+            idempotent=True,
+        )
 
     def upsert(self, entity_set: str, key: str, values: dict[str, Any]) -> None:
         """PATCH without If-Match: updates the row with this id, or creates it with this id."""
@@ -340,7 +366,14 @@ class DataverseClient:
         logical = f"Microsoft.Dynamics.CRM.{self.metadata().entity(entity_set).name}"
         return [{"@odata.type": logical, **r} for r in rows]
 
-    def create_multiple(self, entity_set: str, rows: list[dict[str, Any]], *, chunk_size: int = BULK_CHUNK, progress: bool = False) -> list[str]:
+    def create_multiple(
+        self,
+        entity_set: str,
+        rows: list[dict[str, Any]],
+        *,
+        chunk_size: int = BULK_CHUNK,
+        progress: bool = False,
+    ) -> list[str]:
         """``CreateMultiple`` in chunks; returns the ids in input order. Each chunk is all-or-nothing."""
         ids: list[str] = []
         key = self.metadata().entity(entity_set).key
@@ -349,13 +382,23 @@ class DataverseClient:
             for i in range(0, len(rows), chunk_size):
                 chunk = rows[i : i + chunk_size]
                 resp = self.session.request(
-                    "POST", url, json={"Targets": self._typed(entity_set, chunk)}, idempotent=all(key in r for r in chunk)
+                    "POST",
+                    url,
+                    json={"Targets": self._typed(entity_set, chunk)},
+                    idempotent=all(key in r for r in chunk),
                 )
                 ids.extend(str(x).lower() for x in resp.json()["Ids"])
                 bar.update(len(chunk))
         return ids
 
-    def update_multiple(self, entity_set: str, rows: list[dict[str, Any]], *, chunk_size: int = BULK_CHUNK, progress: bool = False) -> None:
+    def update_multiple(
+        self,
+        entity_set: str,
+        rows: list[dict[str, Any]],
+        *,
+        chunk_size: int = BULK_CHUNK,
+        progress: bool = False,
+    ) -> None:
         """``UpdateMultiple`` in chunks; every row carries its primary key."""
         key = self.metadata().entity(entity_set).key
         missing = [i for i, r in enumerate(rows) if key not in r]
@@ -363,15 +406,26 @@ class DataverseClient:
             raise UsageError(f"UpdateMultiple needs {key!r} in every row; rows {missing[:5]} lack it")
         self._bulk(entity_set, "UpdateMultiple", rows, chunk_size, progress)
 
-    def upsert_multiple(self, entity_set: str, rows: list[dict[str, Any]], *, chunk_size: int = BULK_CHUNK, progress: bool = False) -> None:
+    def upsert_multiple(
+        self,
+        entity_set: str,
+        rows: list[dict[str, Any]],
+        *,
+        chunk_size: int = BULK_CHUNK,
+        progress: bool = False,
+    ) -> None:
         self._bulk(entity_set, "UpsertMultiple", rows, chunk_size, progress)
 
-    def _bulk(self, entity_set: str, action: str, rows: list[dict[str, Any]], chunk_size: int, progress: bool) -> None:
+    def _bulk(
+        self, entity_set: str, action: str, rows: list[dict[str, Any]], chunk_size: int, progress: bool
+    ) -> None:
         url = self.entity_url(entity_set) + f"/Microsoft.Dynamics.CRM.{action}"
         with tqdm(total=len(rows), desc=f"{action} {entity_set}", disable=not progress) as bar:
             for i in range(0, len(rows), chunk_size):
                 chunk = rows[i : i + chunk_size]
-                self.session.request("POST", url, json={"Targets": self._typed(entity_set, chunk)}, idempotent=True)
+                self.session.request(
+                    "POST", url, json={"Targets": self._typed(entity_set, chunk)}, idempotent=True
+                )
                 bar.update(len(chunk))
 
     def batch(self, operations: list[Operation], *, changeset: bool = True) -> list[OperationResult]:
@@ -379,7 +433,9 @@ class DataverseClient:
 
     # -- change tracking ---------------------------------------------------------------------------
 
-    def changes(self, entity_set: str, *, select: tuple[str, ...] = (), delta_link: str | None = None) -> Changes:
+    def changes(
+        self, entity_set: str, *, select: tuple[str, ...] = (), delta_link: str | None = None
+    ) -> Changes:
         """First call (no ``delta_link``): every row + a delta link. Later calls: what changed since."""
         et = self.metadata().entity(entity_set)
         if delta_link is None:
@@ -392,7 +448,10 @@ class DataverseClient:
         link = None
         for page in iter_pages(self.session, url, headers={"Prefer": "odata.track-changes"}):
             for row in page["value"]:
-                if str(row.get("@odata.context", "")).endswith("$deletedEntity") or row.get("reason") == "deleted":
+                if (
+                    str(row.get("@odata.context", "")).endswith("$deletedEntity")
+                    or row.get("reason") == "deleted"
+                ):
                     deleted.append(str(row["id"]).lower())
                 else:
                     rows.append(row)

@@ -23,7 +23,10 @@ def entity_sets(catalog: Catalog | None = None) -> dict[str, tuple[str, ...]]:
     bc = [m.bc_entity for m in mappings if m.api_path == STANDARD] + options
     companion = [*COMPANION_SETS, *(m.bc_entity for m in mappings if m.api_path == COMPANION)]
     dataverse = [m.dv_entity for m in mappings] + ["bcbi_companies"]
-    return {k: tuple(dict.fromkeys(v)) for k, v in (("bc", bc), ("companion", companion), ("dataverse", dataverse))}
+    return {
+        k: tuple(dict.fromkeys(v))
+        for k, v in (("bc", bc), ("companion", companion), ("dataverse", dataverse))
+    }
 
 
 @dataclass
@@ -42,7 +45,9 @@ def _fix_for(exc: Exception, service: str) -> str:
     if isinstance(exc, AuthenticationError):
         if service == "Dataverse":
             return "create an application user for the app in the environment (Power Platform admin center)"
-        return "register the app in BC (Microsoft Entra Applications page) and grant API.ReadWrite.All consent"
+        return (
+            "register the app in BC (Microsoft Entra Applications page) and grant API.ReadWrite.All consent"
+        )
     if isinstance(exc, NotFoundError):
         return "check the environment, company and URLs of the profile"
     return "see the detail; run again with a working network"
@@ -70,10 +75,14 @@ class Doctor:
         state: dict[str, Any] = {}
 
         def profile() -> str:
-            state["profile"] = p = get_profile(self._profile) if isinstance(self._profile, str) else self._profile
+            state["profile"] = p = (
+                get_profile(self._profile) if isinstance(self._profile, str) else self._profile
+            )
             return f"tenant {p.tenant_id}, client {p.client_id}, auth {p.auth_mode}"
 
-        if not self._run("profile", profile, fix="fix the profile file or the environment as the detail says"):
+        if not self._run(
+            "profile", profile, fix="fix the profile file or the environment as the detail says"
+        ):
             return self.findings
         p: Profile = state["profile"]
         ws = connect(p)
@@ -93,13 +102,21 @@ class Doctor:
         bc_ok = self._run("BC token", bc_token, fix=auth_fix)
         dv_ok = self._run("Dataverse token", dv_token, fix=auth_fix) if p.dataverse_url else False
         if bc_ok:
-            company_ok = self._run("BC company", lambda: f"{ws.bc.company_id} on {ws.bc.api_url}", "Business Central")
+            company_ok = self._run(
+                "BC company", lambda: f"{ws.bc.company_id} on {ws.bc.api_url}", "Business Central"
+            )
             if company_ok:
                 served = ws.bc.metadata().entity_sets
                 for name in (n for n in sets["bc"] if n in served or n not in options):
-                    self._read(f"BC read {name}", lambda n=name: ws.bc.pages(n, Query(top=1), page_size=1), "Business Central")
+                    self._read(
+                        f"BC read {name}",
+                        lambda n=name: ws.bc.pages(n, Query(top=1), page_size=1),
+                        "Business Central",
+                    )
                 if ws.bc.companion_installed():
-                    self.findings.append(Finding("companion API", True, "installed (couplings and sync log readable)"))
+                    self.findings.append(
+                        Finding("companion API", True, "installed (couplings and sync log readable)")
+                    )
                     for name in sets["companion"]:
                         self._read(
                             f"BC read {name}",
@@ -115,9 +132,15 @@ class Doctor:
                             "install bc-extension/ (see bc-extension/README.md), or load couplings from a CSV export",
                         )
                     )
-        if dv_ok and self._run("Dataverse WhoAmI", lambda: f"user {ws.dataverse.whoami()['UserId']}", "Dataverse"):
+        if dv_ok and self._run(
+            "Dataverse WhoAmI", lambda: f"user {ws.dataverse.whoami()['UserId']}", "Dataverse"
+        ):
             for name in sets["dataverse"]:
-                self._read(f"Dataverse read {name}", lambda n=name: ws.dataverse.pages(n, Query(top=1), page_size=1), "Dataverse")
+                self._read(
+                    f"Dataverse read {name}",
+                    lambda n=name: ws.dataverse.pages(n, Query(top=1), page_size=1),
+                    "Dataverse",
+                )
         return self.findings
 
     def _read(self, check: str, pages: Callable[[], Any], service: str) -> None:

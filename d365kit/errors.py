@@ -70,7 +70,9 @@ class CatalogError(D365Error, ValueError):
 
     def __init__(self, issues: Sequence[object]):
         self.issues = list(issues)
-        super().__init__(f"{len(self.issues)} catalog problem(s):\n" + "\n".join(f"- {i}" for i in self.issues))
+        super().__init__(
+            f"{len(self.issues)} catalog problem(s):\n" + "\n".join(f"- {i}" for i in self.issues)
+        )
 
 
 class ForeignOriginError(D365Error):

@@ -38,7 +38,9 @@ def convert(frame: pd.DataFrame, types: Mapping[str, str]) -> pd.DataFrame:
         edm = types.get(col)
         if edm == "Edm.DateTimeOffset":
             stamps = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-            out[col] = stamps.where(stamps.dt.year > 1).astype("datetime64[ns, UTC]")  # BC's blank: 0001-01-01T00:00:00Z
+            out[col] = stamps.where(stamps.dt.year > 1).astype(
+                "datetime64[ns, UTC]"
+            )  # BC's blank: 0001-01-01T00:00:00Z
         elif edm == "Edm.Date":
             out[col] = pd.to_datetime(s.where(s != "0001-01-01"), errors="coerce", format="%Y-%m-%d")
         elif edm in ("Edm.Decimal", "Edm.Double", "Edm.Single"):

@@ -129,7 +129,9 @@ class _Side:
         f = self.scope
         if extra is not None:
             f = extra if f is None else f & extra
-        rows = collect(self.frames(Query(select=self.select, filter=f)), self.empty, self.label, self.progress)
+        rows = collect(
+            self.frames(Query(select=self.select, filter=f)), self.empty, self.label, self.progress
+        )
         return self._flagged(indexed(rows, self.key), True)
 
     def read_ids(self, ids: Iterable[str], *, scoped: bool) -> pd.DataFrame:
@@ -175,7 +177,9 @@ def _bc_side(bc: BCClient, m: TableMapping, progress: bool) -> _Side:
         select,
         Filter(m.bc_filter) if m.bc_filter else None,
         lambda q: bc.frames(m.bc_entity, q, page_size=PAGE, api=m.api_path),
-        lambda ids, scope: bc.rows_by_id(m.bc_entity, ids, select, scope=scope, api=m.api_path)[list(select[1:])],
+        lambda ids, scope: bc.rows_by_id(m.bc_entity, ids, select, scope=scope, api=m.api_path)[
+            list(select[1:])
+        ],
         empty,
         progress,
     )
@@ -694,7 +698,9 @@ class ReconcileResult:
         return self.summary().to_html(index=False)
 
     def __repr__(self) -> str:
-        counts = {c: n for c, n in zip(self.summary()["category"], self.summary()["records"], strict=True) if n}
+        counts = {
+            c: n for c, n in zip(self.summary()["category"], self.summary()["records"], strict=True) if n
+        }
         return f"ReconcileResult({self.mapping.name}, {counts})"
 
 

@@ -76,8 +76,15 @@ class Workspace:
     ) -> ReconcileResult:
         """Compare one mapping across BC and Dataverse (``d365kit.reconcile.reconcile``)."""
         return reconcile(
-            self.systems(), mapping, since, records, catalog=catalog, couplings=couplings, company=company,
-            threshold=threshold, progress=progress,
+            self.systems(),
+            mapping,
+            since,
+            records,
+            catalog=catalog,
+            couplings=couplings,
+            company=company,
+            threshold=threshold,
+            progress=progress,
         )
 
     def reconcile_all(
@@ -115,8 +122,16 @@ class Workspace:
     ) -> SyncPlan:
         """A dry run: what a selective sync would write (``d365kit.sync.plan_sync``). Nothing is written."""
         return plan_sync(
-            self.systems(), selection, records, categories, direction, conflict, fields=fields,
-            catalog=catalog, couplings=couplings, progress=progress,
+            self.systems(),
+            selection,
+            records,
+            categories,
+            direction,
+            conflict,
+            fields=fields,
+            catalog=catalog,
+            couplings=couplings,
+            progress=progress,
         )
 
     def apply(
@@ -130,7 +145,9 @@ class Workspace:
     ) -> SyncRun:
         """Write a plan, journaled (``d365kit.sync.apply``); ``journal`` defaults to ``$D365KIT_JOURNAL``,
         else a per-user file for this profile."""
-        return apply(self.systems(), plan, journal=journal, progress=progress, batch_size=batch_size, run_id=run_id)
+        return apply(
+            self.systems(), plan, journal=journal, progress=progress, batch_size=batch_size, run_id=run_id
+        )
 
     def resume(
         self,
@@ -161,7 +178,11 @@ def connect(
         http=http,
         max_concurrency=bc_concurrency,
     )
-    bc = BCClient(bc_session, f"{prof.bc_api_url.rstrip('/')}/{prof.tenant_id}/{prof.bc_environment}/api", prof.bc_company)
+    bc = BCClient(
+        bc_session,
+        f"{prof.bc_api_url.rstrip('/')}/{prof.tenant_id}/{prof.bc_environment}/api",
+        prof.bc_company,
+    )
     dataverse = None
     if prof.dataverse_url:
         dv_session = ODataSession(

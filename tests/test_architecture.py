@@ -56,7 +56,9 @@ def _imports(name: str, path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             if not base.startswith("d365kit"):
                 continue
             for alias in node.names:
@@ -112,7 +114,9 @@ def test_no_import_cycle_outside_the_sandbox():
                 graph[module].add(target)
     # A package's __init__ re-exporting its submodules is not a cycle with them: skip package -> child.
     for module in list(graph):
-        graph[module] = {t for t in graph[module] if not (t.startswith(module + ".") and module + ".__init__")}
+        graph[module] = {
+            t for t in graph[module] if not (t.startswith(module + ".") and module + ".__init__")
+        }
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -164,7 +168,11 @@ def _raised_names() -> set[str]:
         if module.startswith("d365kit.sandbox"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and isinstance(node.exc.func, ast.Name):
+            if (
+                isinstance(node, ast.Raise)
+                and isinstance(node.exc, ast.Call)
+                and isinstance(node.exc.func, ast.Name)
+            ):
                 names.add(node.exc.func.id)
     return names
 
@@ -187,8 +195,19 @@ def test_public_api_is_pinned():
     assert sorted(d365kit.__all__) == sorted(
         [
             *errors.__all__,
-            "Catalog", "Profile", "Q", "Query", "ReconcileResult", "SyncPlan", "SyncRun", "Systems",
-            "Workspace", "__version__", "connect", "get_profile", "load_catalog",
+            "Catalog",
+            "Profile",
+            "Q",
+            "Query",
+            "ReconcileResult",
+            "SyncPlan",
+            "SyncRun",
+            "Systems",
+            "Workspace",
+            "__version__",
+            "connect",
+            "get_profile",
+            "load_catalog",
         ]
     )
     for name in d365kit.__all__:

@@ -21,12 +21,19 @@ def write(monkeypatch):
     return importlib.import_module("bench.write")
 
 
-def _line2(ws, dataverse_ids: list[str]) -> dict[str, str]:
+def _held(ws, dataverse_ids: list[str]) -> dict[str, tuple[str, float]]:
+    """``accountid -> (address1_line2, creditlimit)`` as Dataverse holds them now."""
     query = Query(
-        select=("accountid", "address1_line2"), filter=Q.any_of("accountid", map(Guid, dataverse_ids))
+        select=("accountid", "address1_line2", "creditlimit"),
+        filter=Q.any_of("accountid", map(Guid, dataverse_ids)),
     )
     frame = ws.dataverse.to_frame("accounts", query)
-    return dict(zip(frame["accountid"].str.lower(), frame["address1_line2"], strict=True))
+    return {
+        str(k).lower(): (line2, float(limit))
+        for k, line2, limit in zip(
+            frame["accountid"], frame["address1_line2"], frame["creditlimit"], strict=True
+        )
+    }
 
 
 def test_write_bench_lands_every_update_at_a_tiny_size(write, tmp_path):
@@ -39,21 +46,25 @@ def test_write_bench_lands_every_update_at_a_tiny_size(write, tmp_path):
         mine = recs[recs["bc_id"].astype("string").str.lower().isin(set(bed.records["bc_id"].str.lower()))]
         assert len(mine) == 40 and set(mine["category"]) == {"in_sync"}
 
-        held = _line2(bed.ws, list(bed.records["dataverse_id"]))
-        wanted = {
-            dv.lower(): write.bc_values(bed.written["d365kit"], i)["addressLine2"]
-            for i, dv in enumerate(bed.records["dataverse_id"])
-        }
-        assert held == wanted
-        held = _line2(bed.ws, list(bed.loop["dataverse_id"]))
-        wanted = {
-            dv.lower(): write.loop_values(bed.written["loop"], i)["address1_line2"]
-            for i, dv in enumerate(bed.loop["dataverse_id"])
-        }
-        assert held == wanted
+        # every row each contender wrote holds that contender's last round: none lost, none left behind
+        assert len(bed.records) == 40 and len(bed.loop) == 8
+        held = _held(bed.ws, list(bed.records["dataverse_id"]))
+        wanted = {}
+        for i, dv in enumerate(bed.records["dataverse_id"]):
+            values = write.bc_values(bed.written["d365kit"], i)
+            wanted[dv.lower()] = (values["addressLine2"], values["creditLimit"])
+        assert len(held) == 40 and held == wanted
+        held = _held(bed.ws, list(bed.loop["dataverse_id"]))
+        wanted = {}
+        for i, dv in enumerate(bed.loop["dataverse_id"]):
+            values = write.loop_values(bed.written["loop"], i)
+            wanted[dv.lower()] = (values["address1_line2"], values["creditlimit"])
+        assert len(held) == 8 and held == wanted
+        assert not set(bed.records["dataverse_id"].str.lower()) & set(bed.loop["dataverse_id"].str.lower())
     finally:
         bed.close()
+    # the work each contender was credited with is what it wrote; which one was faster is not asserted
+    # (one timed run on a shared machine says nothing reliable about speed: that is bench/'s job)
     speed, limited = cases
     assert [m.work for m in speed.candidates] == [8, 40] and [m.work for m in limited.candidates] == [40]
-    assert speed.best.label == "d365kit apply"  # the most updates/s, whatever the seconds
-    assert all(len(m.seconds) == 1 for case in cases for m in case.candidates)
+    assert all(len(m.seconds) == 1 and m.seconds[0] > 0 for case in cases for m in case.candidates)

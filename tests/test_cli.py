@@ -65,7 +65,17 @@ def test_start_in_the_foreground_then_attach_from_another_process(tmp_path):
 
     env = {**os.environ, "D365KIT_SANDBOX_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "d365kit.cli", "sandbox", "start", "--limits", "realistic", "--latency-ms", "1"],
+        [
+            sys.executable,
+            "-m",
+            "d365kit.cli",
+            "sandbox",
+            "start",
+            "--limits",
+            "realistic",
+            "--latency-ms",
+            "1",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -76,7 +86,10 @@ def test_start_in_the_foreground_then_attach_from_another_process(tmp_path):
         facts = None
         while time.monotonic() < deadline and proc.poll() is None:
             out = subprocess.run(
-                [sys.executable, "-m", "d365kit.cli", "sandbox", "env", "--json"], capture_output=True, text=True, env=env
+                [sys.executable, "-m", "d365kit.cli", "sandbox", "env", "--json"],
+                capture_output=True,
+                text=True,
+                env=env,
             )
             if out.returncode == 0:
                 facts = json.loads(out.stdout)
@@ -88,7 +101,9 @@ def test_start_in_the_foreground_then_attach_from_another_process(tmp_path):
 
         from d365kit.odata.session import PinnedSession
 
-        r = PinnedSession(facts["ca_bundle"]).get(f"https://127.0.0.1:{facts['port']}/_sandbox/health", timeout=10)
+        r = PinnedSession(facts["ca_bundle"]).get(
+            f"https://127.0.0.1:{facts['port']}/_sandbox/health", timeout=10
+        )
         assert r.json() == {"status": "ok"}
         assert isinstance(r, requests.Response)
     finally:

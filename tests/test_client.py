@@ -103,7 +103,9 @@ def test_401_refreshes_the_token_once(ws, sandbox):
         calls.append(force_refresh)
         return ws.tokens.token(ws.profile.bc_scope) if force_refresh else expired
 
-    session = ODataSession("BC", token, origin=ws.profile.bc_api_url, http=ws.bc.session.http, max_concurrency=2)
+    session = ODataSession(
+        "BC", token, origin=ws.profile.bc_api_url, http=ws.bc.session.http, max_concurrency=2
+    )
     resp = session.request("GET", ws.bc.root() + "companies")
     assert resp.status_code == 200 and calls == [False, True] and session.stats["refreshed"] == 1
 
@@ -136,7 +138,9 @@ def test_non_json_and_truncated_answers_are_clear_errors():
         return 200, {"Content-Type": "application/json"}, body
 
     http, _ = session_with(junk)
-    session = ODataSession("Junk", lambda force_refresh=False: "t", origin="https://junk.test", http=http, max_concurrency=1)
+    session = ODataSession(
+        "Junk", lambda force_refresh=False: "t", origin="https://junk.test", http=http, max_concurrency=1
+    )
     with pytest.raises(TransportError, match="not JSON"):
         list(iter_rows(session, "https://junk.test/trunc"))
     with pytest.raises(TransportError, match="not JSON"):
@@ -147,9 +151,14 @@ def test_non_json_and_truncated_answers_are_clear_errors():
 
 
 def test_bc_frame_types_and_crud_with_etags(ws):
-    frame = ws.bc.to_frame("customers", Query().with_select("id", "number", "creditLimit", "lastModifiedDateTime", "taxLiable"))
+    frame = ws.bc.to_frame(
+        "customers", Query().with_select("id", "number", "creditLimit", "lastModifiedDateTime", "taxLiable")
+    )
     assert len(frame) > 0
-    assert str(frame["lastModifiedDateTime"].dtype).startswith("datetime64") and frame["lastModifiedDateTime"].dt.tz is not None
+    assert (
+        str(frame["lastModifiedDateTime"].dtype).startswith("datetime64")
+        and frame["lastModifiedDateTime"].dt.tz is not None
+    )
     assert frame["creditLimit"].dtype == "float64" and str(frame["taxLiable"].dtype) == "boolean"
     assert frame["id"].str.fullmatch(r"[0-9a-f-]{36}").all()
 
@@ -202,15 +211,25 @@ def test_dataverse_lookups_formatted_values_and_conflicts(ws):
         currency["isocurrencycode"] == "USD", ["transactioncurrencyid", "currencyname"]
     ].iloc[0]
     acc = ws.dataverse.create(
-        "accounts", {"name": "Lookup Test", "creditlimit": 1234.5, **bind("transactioncurrencyid", "transactioncurrencies", usd)}
+        "accounts",
+        {
+            "name": "Lookup Test",
+            "creditlimit": 1234.5,
+            **bind("transactioncurrencyid", "transactioncurrencies", usd),
+        },
     )
-    row = ws.dataverse.get("accounts", acc, select=("name", "creditlimit", "_transactioncurrencyid_value"), formatted=True)
+    row = ws.dataverse.get(
+        "accounts", acc, select=("name", "creditlimit", "_transactioncurrencyid_value"), formatted=True
+    )
     assert row["_transactioncurrencyid_value"] == usd
     # a lookup's formatted value is the related row's primary name; money is formatted in its currency
     assert row["_transactioncurrencyid_value@OData.Community.Display.V1.FormattedValue"] == usd_name
     assert row["creditlimit@OData.Community.Display.V1.FormattedValue"] == "$1,234.50"
     frame = ws.dataverse.to_frame(
-        "accounts", Query().with_select("accountid", "creditlimit", "_transactioncurrencyid_value").where(Q.eq("accountid", uuid.UUID(acc))),
+        "accounts",
+        Query()
+        .with_select("accountid", "creditlimit", "_transactioncurrencyid_value")
+        .where(Q.eq("accountid", uuid.UUID(acc))),
         formatted=True,
     )
     assert frame.loc[0, "creditlimit"] == 1234.5 and "creditlimit@formatted" in frame.columns
@@ -226,7 +245,9 @@ def test_dataverse_bulk_actions_chunk_and_change_tracking(ws):
     ids = [str(uuid.uuid4()) for _ in range(25)]
     rows = [{"contactid": i, "firstname": "Bulk", "lastname": f"N{n:03d}"} for n, i in enumerate(ids)]
     assert ws.dataverse.create_multiple("contacts", rows, chunk_size=10) == ids
-    ws.dataverse.update_multiple("contacts", [{"contactid": i, "lastname": "Updated"} for i in ids[:5]], chunk_size=2)
+    ws.dataverse.update_multiple(
+        "contacts", [{"contactid": i, "lastname": "Updated"} for i in ids[:5]], chunk_size=2
+    )
     ws.dataverse.delete("contacts", ids[-1])
     delta = ws.dataverse.changes("contacts", delta_link=start.delta_link)
     assert set(ids[:-1]) <= set(delta.changed["contactid"]) and ids[-1] not in set(delta.changed["contactid"])

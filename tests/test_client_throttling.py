@@ -39,16 +39,23 @@ def test_10000_row_read_and_2000_row_bulk_write_complete_exactly_under_429s(thro
         frame = ws.dataverse.to_frame("accounts", query, page_size=100)
         assert len(frame) == 10_000 and frame["accountid"].is_unique
         assert set(frame["accountid"]) == set(ids)
-        assert (frame.set_index("accountid").loc[ids, "creditlimit"].to_numpy() == [float(n) for n in range(10_000)]).all()
+        assert (
+            frame.set_index("accountid").loc[ids, "creditlimit"].to_numpy()
+            == [float(n) for n in range(10_000)]
+        ).all()
 
         new = [str(uuid.uuid4()) for _ in range(2_000)]
         created = ws.dataverse.create_multiple(
-            "contacts", [{"contactid": i, "firstname": tag, "lastname": f"L{n:04d}"} for n, i in enumerate(new)], chunk_size=50
+            "contacts",
+            [{"contactid": i, "firstname": tag, "lastname": f"L{n:04d}"} for n, i in enumerate(new)],
+            chunk_size=50,
         )
         assert created == new
     finally:
         sbx.knobs.update(limits="unlimited", limits_scale=1.0)
-    contacts = ws.dataverse.to_frame("contacts", Query().with_select("contactid", "lastname").where(Q.eq("firstname", tag)))
+    contacts = ws.dataverse.to_frame(
+        "contacts", Query().with_select("contactid", "lastname").where(Q.eq("firstname", tag))
+    )
     assert len(contacts) == 2_000 and set(contacts["contactid"]) == set(new)
     assert sorted(contacts["lastname"]) == [f"L{n:04d}" for n in range(2_000)]
 

@@ -167,15 +167,41 @@ def test_compare_pairs_rows_by_key_and_reports_the_differences(keys):
     ids=["colliding", "misleading"],
 )
 def test_bad_key_hashes_fall_back_to_matching_the_strings(monkeypatch, hashes):
-    """Hashes only propose pairs: a collision, or a proposed pair whose strings differ, is caught."""
+    """Hashes only propose pairs: a collision, or a proposed pair whose strings differ, is caught.
+
+    The hash path runs only for pyarrow-backed string keys (pyarrow is a dependency): the bad hashes must
+    really have been used, else this test would pass without testing anything."""
     import d365kit.compare
 
     keys = [str(uuid.UUID(int=i * 7919)) for i in range(6)]
+    left, _ = _frames(keys)
+    assert left["key"].dtype.storage == "pyarrow"
+    assert d365kit.compare._fixed_width_hash(pd.Index(left["key"])) is not None  # GUIDs: one byte length
     expected = compare(*_frames(keys), FIELDS, on="key", progress=False)
-    monkeypatch.setattr(d365kit.compare, "_hash_rows", hashes)
+    calls: list[int] = []
+
+    def bad(rows):
+        calls.append(len(rows))
+        return hashes(rows)
+
+    monkeypatch.setattr(d365kit.compare, "_hash_rows", bad)
     result = compare(*_frames(keys), FIELDS, on="key", progress=False)
+    assert calls and sum(calls) >= len(keys)  # the (bad) hashes were computed for the keys
     pd.testing.assert_frame_equal(result.diff, expected.diff)
     pd.testing.assert_frame_equal(result.values, expected.values)
+    assert result.left_only.tolist() == [keys[0]] and result.right_only.tolist() == [keys[5]]
+
+
+def test_text_normalizes_on_arrow_strings_so_the_pyarrow_casefold_runs(monkeypatch):
+    """``normalize`` casefolds pyarrow-backed strings with pyarrow (Python only for non-ASCII values)."""
+    import pyarrow.compute as pc
+
+    lowered: list[int] = []
+    real = pc.ascii_lower
+    monkeypatch.setattr(pc, "ascii_lower", lambda arr: lowered.append(len(arr)) or real(arr))
+    out = normalize(pd.Series([" Adatum ", "Straße", None, "ǄEMAL"], dtype=object), "text")
+    assert out.dtype.storage == "pyarrow" and lowered == [4]
+    assert out.tolist()[:2] == ["adatum", "strasse"] and pd.isna(out.iloc[2]) and out.iloc[3] == "ǆemal"
 
 
 def test_compare_same_keys_in_the_same_order_and_no_differences():

@@ -12,7 +12,12 @@ from d365kit.profiles import get_profile
 def test_bc_error_body_with_correlation_id():
     err = parse_error(
         409,
-        {"error": {"code": "Request_EntityChanged", "message": "Another user has already changed the record.  CorrelationId:  0f4f3a5e-1c2d-4e5f-8a9b-0c1d2e3f4a5b."}},
+        {
+            "error": {
+                "code": "Request_EntityChanged",
+                "message": "Another user has already changed the record.  CorrelationId:  0f4f3a5e-1c2d-4e5f-8a9b-0c1d2e3f4a5b.",
+            }
+        },
     )
     assert isinstance(err, ConflictError)
     assert (err.code, err.message, err.correlation_id) == (
@@ -23,11 +28,17 @@ def test_bc_error_body_with_correlation_id():
 
 
 def test_dataverse_error_body_and_classes():
-    err = parse_error(412, {"error": {"code": "0x80060882", "message": "The version of the existing record doesn't match"}}, {"REQ_ID": "abc"})
+    err = parse_error(
+        412,
+        {"error": {"code": "0x80060882", "message": "The version of the existing record doesn't match"}},
+        {"REQ_ID": "abc"},
+    )
     assert isinstance(err, ConflictError) and err.correlation_id == "abc"
     assert isinstance(parse_error(404, {"error": {"code": "0x80040217", "message": "x"}}), NotFoundError)
     assert isinstance(parse_error(400, "not json"), BadRequestError)
-    throttled = parse_error(429, {"error": {"code": "0x80072322", "message": "Number of requests exceeded"}}, {"Retry-After": "7"})
+    throttled = parse_error(
+        429, {"error": {"code": "0x80072322", "message": "Number of requests exceeded"}}, {"Retry-After": "7"}
+    )
     assert isinstance(throttled, ThrottledError) and throttled.retry_after == 7.0
 
 
@@ -77,6 +88,8 @@ def test_bc_blank_datetime_reads_as_missing():
 
     from d365kit.frames import convert
 
-    frame = convert(pd.DataFrame({"t": ["0001-01-01T00:00:00Z", "2026-11-20T11:30:00Z"]}), {"t": "Edm.DateTimeOffset"})
+    frame = convert(
+        pd.DataFrame({"t": ["0001-01-01T00:00:00Z", "2026-11-20T11:30:00Z"]}), {"t": "Edm.DateTimeOffset"}
+    )
     assert str(frame["t"].dtype) == "datetime64[ns, UTC]"
     assert pd.isna(frame["t"].iloc[0]) and frame["t"].iloc[1] == pd.Timestamp("2026-11-20T11:30:00Z")

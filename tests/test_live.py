@@ -15,7 +15,9 @@ from d365kit.doctor import Doctor
 from d365kit.odata.query import Query
 
 LIVE = os.environ.get("D365KIT_LIVE_PROFILE")
-pytestmark = pytest.mark.skipif(not LIVE, reason="set D365KIT_LIVE_PROFILE to a configured profile to run live tests")
+pytestmark = pytest.mark.skipif(
+    not LIVE, reason="set D365KIT_LIVE_PROFILE to a configured profile to run live tests"
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,11 @@ def live():
 
 def test_live_doctor_reads_every_mapped_entity_set():
     findings = Doctor(LIVE).run()
-    failed = [f for f in findings if not f.ok and f.check != "companion API" and "d365kit/integration" not in f.detail]
+    failed = [
+        f
+        for f in findings
+        if not f.ok and f.check != "companion API" and "d365kit/integration" not in f.detail
+    ]
     assert not failed, "\n".join(f"{f.check}: {f.detail} -> {f.fix}" for f in failed)
 
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import nbformat
@@ -110,9 +111,70 @@ def test_selective_sync_notebook_plans_a_dry_run_by_default(notebook_run):
 
 
 def test_sync_health_figures_match_the_seed(notebook_run):
+    """The seed's job log for the notebook's mappings, exactly: every scheduled mapping runs every
+    ``job_every_min`` over the manifest's ``history_days`` up to ``now``, one job per direction; a job's
+    ``failed`` equals its error rows. The error rows are the planted problems' (a skipped record failed in two
+    runs, a failed one in one run) plus historical errors of records that synchronized fine later; the
+    manifest lists only the former, so the exact counts are read from the pristine sandbox's store (which
+    tests/test_sandbox_seed.py holds against the manifest), not through d365kit."""
+    from d365kit.sandbox import schema
+    from d365kit.sandbox.seed_catalog import BIDI, MAPPINGS
+
     figures = notebook_run.by_name["04_sync_health.ipynb"]["figures"]
-    assert figures["period_end"] == notebook_run.manifest["now"][:10]
-    assert figures["jobs"] > 0 and figures["errors"] > 0
+    manifest = notebook_run.manifest
+    mappings = NOTEBOOK_PARAMETERS["mappings"]
+    now = datetime.fromisoformat(manifest["now"].replace("Z", "+00:00"))
+    assert figures["period_end"] == now.strftime("%Y-%m-%d")
+    assert figures["period_start"] == (now - timedelta(days=manifest["history_days"])).strftime("%Y-%m-%d")
+
+    by_name = {m.name: m for m in MAPPINGS}
+    runs = {name: manifest["history_days"] * 24 * 60 // by_name[name].job_every_min for name in mappings}
+    directions = {name: 2 if by_name[name].direction == BIDI else 1 for name in mappings}
+    assert figures["jobs"] == sum(runs[name] * directions[name] for name in mappings)
+
+    store = notebook_run.sandbox.ctx.store
+    company = manifest["company"]["id"]
+    jobs = [
+        j
+        for j in store.query(schema.COMPANION["integrationSynchJobs"], company=company)
+        if j["integrationTableMappingName"] in mappings
+    ]
+    assert len(jobs) == figures["jobs"]
+    errors = Counter(
+        e["integrationSynchJobId"].lower()
+        for e in store.query(schema.COMPANION["integrationSynchJobErrors"], company=company)
+    )
+    failed = {j["id"].lower(): j["failed"] for j in jobs if j["failed"]}
+    assert all(errors[job] == n for job, n in failed.items())
+    assert figures["failed_jobs"] == len(failed)
+    assert figures["failed_records"] == figures["errors"] == sum(failed.values())
+    per_mapping = Counter()
+    for j in jobs:
+        per_mapping[j["integrationTableMappingName"]] += j["failed"]
+    (worst, most), *rest = per_mapping.most_common()
+    if not rest or rest[0][1] < most:
+        assert figures["worst_mapping"] == worst
+
+    # the planted skipped/failed records are among them: their couplings name a failed job of the log
+    planted = _problems(manifest, mappings)
+    assert planted["skipped"] > 0 and planted["failed"] > 0
+    assert figures["errors"] >= 2 * planted["skipped"] + planted["failed"]
+    couplings = {c["id"]: c for c in store.query(schema.COMPANION["crmIntegrationRecords"], company=company)}
+    for p in manifest["problems"]:
+        if p["mapping"] in mappings and p["category"] in ("skipped", "failed"):
+            (cid,) = p["coupling_ids"]
+            c = couplings[cid]
+            job = c["lastSynchCrmJobId"] if p["changed_side"] == "bc" else c["lastSynchJobId"]
+            assert failed.get(job.lower(), 0) >= 1, p["id"]
+
+    # coverage: couplings of the mappings' BC tables against those tables' rows (capped per table)
+    coupled = Counter(c["tableId"] for c in couplings.values())
+    total = covered = 0
+    for name in mappings:
+        m = by_name[name]
+        rows = store.count(schema.entity_set(m.bc_service, m.bc_set), company=company)
+        total, covered = total + rows, covered + min(rows, coupled[m.table_id])
+    assert figures["coverage_pct"] == round(100 * covered / total, 1) < 100
 
 
 def test_interactive_panels_run_headlessly_and_stay_out_of_the_html(notebook_run):

@@ -68,7 +68,10 @@ def test_query_params_and_encoding():
         ("$orderby", "number desc"),
         ("$top", "5"),
     ]
-    assert q.query_string() == "$select=id,number&$filter=number%20eq%20%27A%20B%27&$orderby=number%20desc&$top=5"
+    assert (
+        q.query_string()
+        == "$select=id,number&$filter=number%20eq%20%27A%20B%27&$orderby=number%20desc&$top=5"
+    )
 
 
 def test_key_segment_accepts_guids_only():

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from helpers import PinnedSession, auth, private_sandbox
 
+import d365kit
 from d365kit import couplings as ledgers
 from d365kit.errors import CatalogError
 from d365kit.mapping import load_catalog
@@ -306,3 +307,21 @@ def test_records_limits_the_run_to_the_given_ids(edited):
     assert len(result.records) == 4 and result.read["couplings"] == 4
     with pytest.raises(ValueError, match="records= takes BC ids, Dataverse ids or coupling ids, not: 10000"):
         ws.reconcile("CUSTOMER", records=["10000"], progress=False)
+
+
+def test_reconciling_every_mapping_reads_the_ledger_and_the_company_once(ws, monkeypatch):
+    """One run over the twelve mappings shares its reads: one ledger page, one bcbi_companies read."""
+    fresh = d365kit.connect(ws.profile)
+    sent: list[str] = []
+    real = fresh.bc.session.http.request
+
+    def counting(method, url, *args, **kwargs):
+        sent.append(url.split("?")[0])
+        return real(method, url, *args, **kwargs)
+
+    monkeypatch.setattr(fresh.bc.session.http, "request", counting)
+    results = fresh.reconcile_all(progress=False)
+    assert len(results) == 12
+    assert sum(u.endswith("/crmIntegrationRecords") for u in sent) == 1
+    assert sum(u.endswith("/bcbi_companies") for u in sent) == 1
+    assert sum(u.endswith("/currencies") for u in sent) <= 3  # lookup table, own side, coupled rows by id

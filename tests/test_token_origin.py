@@ -92,10 +92,15 @@ def test_a_link_to_another_origin_is_refused_before_a_byte_is_sent(ca, kind, lin
         # a delta link is followed when the caller passes it back in; a next link while paging
         service.httpd.page = {"value": [{"id": 1}], link: target}  # type: ignore[attr-defined]
         session = ODataSession(
-            "Dataverse", lambda force_refresh=False: TOKEN, origin=service.url, http=PinnedSession(verify=bundle),
+            "Dataverse",
+            lambda force_refresh=False: TOKEN,
+            origin=service.url,
+            http=PinnedSession(verify=bundle),
             max_concurrency=1,
         )
-        with pytest.raises(d365kit.ForeignOriginError, match=r"refused to send a request to .* own origin") as err:
+        with pytest.raises(
+            d365kit.ForeignOriginError, match=r"refused to send a request to .* own origin"
+        ) as err:
             if link == "@odata.nextLink":
                 list(iter_rows(session, service.url + "/api/data/v9.2/accounts"))
             else:
@@ -115,8 +120,11 @@ def test_batch_operations_with_foreign_absolute_urls_are_refused(ca):
     foreign = _Server("127.0.0.2", authority)
     try:
         session = ODataSession(
-            "Business Central", lambda force_refresh=False: TOKEN, origin=service.url,
-            http=PinnedSession(verify=bundle), max_concurrency=1,
+            "Business Central",
+            lambda force_refresh=False: TOKEN,
+            origin=service.url,
+            http=PinnedSession(verify=bundle),
+            max_concurrency=1,
         )
         for run in (bc_batch, dataverse_batch):
             with pytest.raises(d365kit.ForeignOriginError):
@@ -130,7 +138,9 @@ def test_batch_operations_with_foreign_absolute_urls_are_refused(ca):
 def test_the_sessions_of_a_workspace_hold_their_own_origin(ws):
     """Through the real clients: a delta link the caller passes back in is checked the same way."""
     with pytest.raises(d365kit.ForeignOriginError, match="127.0.0.2"):
-        ws.dataverse.changes("accounts", delta_link="https://127.0.0.2:9/api/data/v9.2/accounts?$deltatoken=1")
+        ws.dataverse.changes(
+            "accounts", delta_link="https://127.0.0.2:9/api/data/v9.2/accounts?$deltatoken=1"
+        )
     plain = ws.bc.root().replace("https://", "http://")
     with pytest.raises(d365kit.ForeignOriginError, match="http://127.0.0.1"):
         ws.bc.session.request("GET", plain + "companies")
@@ -138,5 +148,10 @@ def test_the_sessions_of_a_workspace_hold_their_own_origin(ws):
 
 def test_a_session_refuses_a_service_url_that_is_not_https():
     with pytest.raises(d365kit.ForeignOriginError, match="not https"):
-        ODataSession("BC", lambda force_refresh=False: TOKEN, origin="http://example.com", http=PinnedSession(),
-                     max_concurrency=1)
+        ODataSession(
+            "BC",
+            lambda force_refresh=False: TOKEN,
+            origin="http://example.com",
+            http=PinnedSession(),
+            max_concurrency=1,
+        )

@@ -77,19 +77,29 @@ def bc_batch(
         if atomic:
             headers["Isolation"] = "snapshot"
         resp = session.request(
-            "POST", root.rstrip("/") + "/$batch", json={"requests": requests_}, headers=headers, idempotent=False
+            "POST",
+            root.rstrip("/") + "/$batch",
+            json={"requests": requests_},
+            headers=headers,
+            idempotent=False,
         )
         try:
             answers = {str(a["id"]): a for a in resp.json()["responses"]}
         except (ValueError, KeyError, TypeError):
-            raise TransportError(f"{session.name}: $batch answer is not a JSON batch response: {resp.text[:200]!r}") from None
+            raise TransportError(
+                f"{session.name}: $batch answer is not a JSON batch response: {resp.text[:200]!r}"
+            ) from None
         for op in chunk:
             a = answers.get(op.id)
             if a is None:
                 raise TransportError(f"{session.name}: $batch answer lacks operation {op.id}")
             status = int(a.get("status", 0))
             body = a.get("body")
-            err = parse_error(status, body, a.get("headers"), method=op.method, url=op.url) if status >= 400 else None
+            err = (
+                parse_error(status, body, a.get("headers"), method=op.method, url=op.url)
+                if status >= 400
+                else None
+            )
             results.append(OperationResult(op, status, dict(a.get("headers") or {}), body, err))
     return results
 
@@ -129,7 +139,9 @@ def dataverse_batch(
             cs_b = f"changeset_{uuid.uuid4()}"
             inner = [f"--{cs_b}\r\n" + _http_part(op, root, i + 1) for i, op in enumerate(writes)]
             parts.append(
-                f"Content-Type: multipart/mixed; boundary={cs_b}\r\n\r\n" + "\r\n".join(inner) + f"\r\n--{cs_b}--"
+                f"Content-Type: multipart/mixed; boundary={cs_b}\r\n\r\n"
+                + "\r\n".join(inner)
+                + f"\r\n--{cs_b}--"
             )
         for op in chunk:
             if op not in writes:
@@ -139,7 +151,11 @@ def dataverse_batch(
         if continue_on_error:
             headers["Prefer"] = "odata.continue-on-error"
         resp = session.request(
-            "POST", root.rstrip("/") + "/$batch", data=body.encode(), headers=headers, idempotent=False,
+            "POST",
+            root.rstrip("/") + "/$batch",
+            data=body.encode(),
+            headers=headers,
+            idempotent=False,
             raise_for_status=False,
         )
         answers = parse_multipart_response(resp.headers.get("Content-Type", ""), resp.content)

@@ -23,7 +23,13 @@ from d365kit.errors import (
 )
 
 _CORRELATION = re.compile(r"\s*CorrelationId:\s*([0-9a-fA-F-]{36})\.?\s*$")
-_CORRELATION_HEADERS = ("request-id", "ms-correlation-x", "x-ms-service-request-id", "req_id", "x-ms-correlation-id")
+_CORRELATION_HEADERS = (
+    "request-id",
+    "ms-correlation-x",
+    "x-ms-service-request-id",
+    "req_id",
+    "x-ms-correlation-id",
+)
 
 
 def _class_for(status: int, code: str) -> type[ODataError]:
@@ -42,7 +48,9 @@ def _class_for(status: int, code: str) -> type[ODataError]:
     return ODataError
 
 
-def parse_error(status: int, body: Any, headers: Any = None, *, method: str | None = None, url: str | None = None) -> ODataError:
+def parse_error(
+    status: int, body: Any, headers: Any = None, *, method: str | None = None, url: str | None = None
+) -> ODataError:
     """Build the typed error for one error answer (``body`` already decoded JSON, or text)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     code, message = "", ""
@@ -67,7 +75,15 @@ def parse_error(status: int, body: Any, headers: Any = None, *, method: str | No
         except ValueError:
             retry_after = None
     cls = _class_for(status, code)
-    return cls(status, code or "Unknown", message or "(no message)", correlation, method=method, url=url, retry_after=retry_after)
+    return cls(
+        status,
+        code or "Unknown",
+        message or "(no message)",
+        correlation,
+        method=method,
+        url=url,
+        retry_after=retry_after,
+    )
 
 
 def error_from_response(resp: requests.Response) -> ODataError:
@@ -75,7 +91,9 @@ def error_from_response(resp: requests.Response) -> ODataError:
         body: Any = resp.json()
     except ValueError:
         body = resp.text
-    return parse_error(resp.status_code, body, resp.headers, method=resp.request.method, url=_safe_url(resp.url))
+    return parse_error(
+        resp.status_code, body, resp.headers, method=resp.request.method, url=_safe_url(resp.url)
+    )
 
 
 def _safe_url(url: str) -> str:

@@ -69,6 +69,4 @@ def parse_csdl(service: str, xml_text: str | bytes) -> ServiceMetadata:
         for container in schema.findall(f"{_EDM}EntityContainer"):
             for es in container.findall(f"{_EDM}EntitySet"):
                 sets[es.get("Name")] = es.get("EntityType")
-    return ServiceMetadata(
-        service, {name: types[t] for name, t in sets.items() if t in types}, enums
-    )
+    return ServiceMetadata(service, {name: types[t] for name, t in sets.items() if t in types}, enums)

@@ -30,7 +30,9 @@ def iter_pages(
     seen: set[str] = set()
     while next_url:
         if next_url in seen:
-            raise TransportError(f"{session.name}: the service returned the same nextLink twice ({next_url}); stopping.")
+            raise TransportError(
+                f"{session.name}: the service returned the same nextLink twice ({next_url}); stopping."
+            )
         seen.add(next_url)
         resp = session.request("GET", next_url, headers=hdrs)
         try:
@@ -41,7 +43,9 @@ def iter_pages(
                 f"(truncated or not OData): {resp.text[:120]!r}"
             ) from None
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-            raise TransportError(f"{session.name}: GET {next_url} answered without a 'value' array; is it a collection?")
+            raise TransportError(
+                f"{session.name}: GET {next_url} answered without a 'value' array; is it a collection?"
+            )
         yield body
         next_url = body.get("@odata.nextLink")
 

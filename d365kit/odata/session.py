@@ -170,13 +170,26 @@ class ODataSession:
                 try:
                     resp = self.http.request(method, url, headers=hdrs, timeout=self.timeout, **kwargs)
                 except requests.RequestException as exc:
-                    if attempt + 1 >= self.retry.max_attempts or not (safe or _sent_nothing(exc)):
+                    retryable = safe or _sent_nothing(exc)
+                    if attempt + 1 >= self.retry.max_attempts or not retryable:
                         raise TransportError(
                             f"{self.name}: {method} {url} failed: {type(exc).__name__}: {exc}. "
-                            + ("It was not retried because the write may have been applied." if not safe else "Retries are spent.")
+                            + (
+                                "Retries are spent."
+                                if retryable
+                                else "It was not retried because the write may have been applied."
+                            )
                         ) from None
                     wait = self.retry.backoff(attempt, self._rng)
-                    log.warning("%s: %s %s: %s; retry %d in %.2fs", self.name, method, url, type(exc).__name__, attempt + 1, wait)
+                    log.warning(
+                        "%s: %s %s: %s; retry %d in %.2fs",
+                        self.name,
+                        method,
+                        url,
+                        type(exc).__name__,
+                        attempt + 1,
+                        wait,
+                    )
             if wait is None:
                 if resp.status_code == 401 and not refreshed:
                     refreshed, attempt = True, 0
@@ -191,10 +204,19 @@ class ODataSession:
                 if resp.status_code == 429:
                     self.stats["throttled"] += 1
                 after = _retry_after(resp)
-                wait = min(after, self.retry.max_retry_after) if after is not None else self.retry.backoff(attempt, self._rng)
+                wait = (
+                    min(after, self.retry.max_retry_after)
+                    if after is not None
+                    else self.retry.backoff(attempt, self._rng)
+                )
                 log.warning(
                     "%s: %s %s answered %d; retry %d in %.2fs%s",
-                    self.name, method, url, resp.status_code, attempt + 1, wait,
+                    self.name,
+                    method,
+                    url,
+                    resp.status_code,
+                    attempt + 1,
+                    wait,
                     " (Retry-After)" if after is not None else "",
                 )
             self.stats["retries"] += 1

@@ -39,7 +39,9 @@ class Knobs:
         for k, v in changes.items():
             if not hasattr(self, k):
                 raise ValueError(f"unknown sandbox knob {k!r}; known: {', '.join(asdict(self))}")
-            setattr(self, k, type(getattr(self, k))(v) if getattr(self, k) is not None and v is not None else v)
+            setattr(
+                self, k, type(getattr(self, k))(v) if getattr(self, k) is not None and v is not None else v
+            )
         if self.limits not in LIMIT_PROFILES:
             raise ValueError(f"limits must be one of {LIMIT_PROFILES}, not {self.limits!r}")
 

@@ -96,7 +96,9 @@ def ensure_material(data_dir: Path) -> KeyMaterial:
         write_private(km.ca_key_path, ca.private_key_pem.bytes())
         km.ca_path.write_bytes(ca.cert_pem.bytes())
     if not km.signing_key_path.exists():
-        write_private(km.signing_key_path, _rsa_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+        write_private(
+            km.signing_key_path, _rsa_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        )
     if not (km.client_cert_path.exists() and km.client_key_path.exists()):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "d365kit sandbox demo app")])

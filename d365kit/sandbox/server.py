@@ -113,7 +113,9 @@ def build_app(ctx: SandboxContext) -> Any:
         *ctx.identity.routes(),
         Route("/_sandbox/health", health),
         Route("/_sandbox/knobs", knobs, methods=["GET", "PATCH"]),
-        Route("/v2.0/{tenant}/{environment}/api/{rest:path}", _service_endpoint(bc, bc_root), methods=methods),
+        Route(
+            "/v2.0/{tenant}/{environment}/api/{rest:path}", _service_endpoint(bc, bc_root), methods=methods
+        ),
         Route("/api/data/v9.2/{rest:path}", _service_endpoint(dv, dv_root), methods=methods),
         Route("/api/data/v9.2", _service_endpoint(dv, dv_root), methods=methods),
     ]
@@ -196,7 +198,9 @@ class Sandbox:
         return uvicorn.Server(config)
 
     def _write_running(self) -> None:
-        write_private(self.data_dir / RUNNING_FILE, json.dumps({"pid": os.getpid(), **self.info()}, indent=2).encode())
+        write_private(
+            self.data_dir / RUNNING_FILE, json.dumps({"pid": os.getpid(), **self.info()}, indent=2).encode()
+        )
 
     def _clear_running(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -167,7 +167,9 @@ class Store:
                     conn.execute(
                         f"CREATE INDEX IF NOT EXISTS {q(t + '__c')} ON {q(t)} ({q(COMPANY)}, {q(es.key)})"
                     )
-                for stamp in {es.created_prop, es.modified_prop} - {None}:  # incremental and partitioned reads
+                for stamp in {es.created_prop, es.modified_prop} - {
+                    None
+                }:  # incremental and partitioned reads
                     conn.execute(f"CREATE INDEX IF NOT EXISTS {q(t + '__' + stamp)} ON {q(t)} ({q(stamp)})")
 
     def reset(self) -> None:
@@ -184,7 +186,9 @@ class Store:
         return self.entity_sets[(service, name)]
 
     def _next_version(self, conn: sqlite3.Connection) -> int:
-        return conn.execute("UPDATE __meta SET value = value + 1 WHERE key = 'version' RETURNING value").fetchone()[0]
+        return conn.execute(
+            "UPDATE __meta SET value = value + 1 WHERE key = 'version' RETURNING value"
+        ).fetchone()[0]
 
     def current_version(self) -> int:
         return self._conn().execute("SELECT value FROM __meta WHERE key = 'version'").fetchone()[0]
@@ -261,7 +265,9 @@ class Store:
             args.append(offset)
         return [self._from_row(es, r) for r in self._conn().execute(sql, args)]
 
-    def count(self, es: EntitySet, *, where: str = "", params: Sequence[Any] = (), company: str | None = None) -> int:
+    def count(
+        self, es: EntitySet, *, where: str = "", params: Sequence[Any] = (), company: str | None = None
+    ) -> int:
         scope, sparams = self._scope(es, company)
         sql = f"SELECT COUNT(*) FROM {q(table_name(es))} WHERE {scope}"
         args = [*sparams]

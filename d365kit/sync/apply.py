@@ -105,7 +105,9 @@ class _Executor:
         self.early: list[tuple[list[tuple[Operation, str, dict[str, Any]]], Future]] = []
         self.early_ids: set[str] = set()
         self.companion_ok: bool | None = None
-        workers = systems.bc.session.max_concurrency + min(systems.dataverse.session.max_concurrency, DATAVERSE_WORKERS)
+        workers = systems.bc.session.max_concurrency + min(
+            systems.dataverse.session.max_concurrency, DATAVERSE_WORKERS
+        )
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="d365kit-sync")
 
     def run(self) -> SyncRun:

@@ -98,7 +98,6 @@ _DDL = (
 )
 
 
-
 def default_path(profile: str = "sandbox") -> Path:
     """``$D365KIT_JOURNAL``, else ``$XDG_DATA_HOME/d365kit/journal/<profile>.sqlite``."""
     env = os.environ.get("D365KIT_JOURNAL")

@@ -268,7 +268,9 @@ def _children(
     for i in range(0, len(parents), ID_CHUNK):
         query = Query(select=("id",), filter=Q.any_of(fk, [Guid(p) for p in parents[i : i + ID_CHUNK]]))
         line_ids += [
-            row["id"] for page in ctx.systems.bc.pages(child.bc_entity, query, api=child.api_path) for row in page
+            row["id"]
+            for page in ctx.systems.bc.pages(child.bc_entity, query, api=child.api_path)
+            for row in page
         ]
     if not line_ids:
         return []
