@@ -455,3 +455,70 @@ def test_attribute_definitions():
     )
     parent = next(a for a in contact["Attributes"] if a["LogicalName"] == "parentcustomerid")
     assert parent["AttributeType"] == "Customer" and set(parent["Targets"]) == {"account", "contact"}
+
+
+# -- the definitions are data (d365kit/sandbox/tables/*.toml) ----------------------------------------
+
+
+def test_every_registered_set_comes_from_the_packaged_data():
+    from d365kit.sandbox import schema_defs
+
+    for service in schema_defs.SERVICES:
+        assert (schema_defs.TABLES_DIR / f"{service}.toml").is_file()
+        assert [es.name for es in schema_defs.load(service)] == list(schema.REGISTRIES[service])
+        assert schema_defs.load(service) == list(schema.REGISTRIES[service].values())
+
+
+@pytest.mark.parametrize(
+    ("service", "typo"),
+    [
+        ("bc", {"name": "x", "edm": "Edm.String", "max_lenght": 5}),
+        ("dataverse", {"name": "x", "edm": "Edm.String", "requried": True}),
+    ],
+)
+def test_a_misspelt_column_key_is_refused(service, typo):
+    from d365kit.sandbox import schema_defs
+
+    key = {"name": "xid", "edm": "Edm.Guid"}
+    if service == "bc":
+        spec = {"type": "x", "key": "xid", "columns": [key, typo]}
+        with pytest.raises(ValueError, match="unknown key"):
+            schema_defs.bc_sets("bc", {"sets": {"xs": spec}})
+    else:
+        spec = {"logical_name": "x", "key": "xid", "columns": [key, typo]}
+        with pytest.raises(ValueError, match="unknown key"):
+            schema_defs.dataverse_sets({"sets": {"xs": spec}})
+
+
+def test_dataverse_lookup_rows_name_their_navigations():
+    from d365kit.sandbox import schema_defs
+
+    data = {
+        "sets": {
+            "as": {"logical_name": "a", "key": "aid", "columns": [{"name": "aid", "edm": "Edm.Guid"}]},
+            "bs": {"logical_name": "b", "key": "bid", "columns": [{"name": "bid", "edm": "Edm.Guid"}]},
+            "cs": {
+                "logical_name": "c",
+                "key": "cid",
+                "columns": [
+                    {"name": "cid", "edm": "Edm.Guid"},
+                    {"name": "one", "lookup": ["as"]},
+                    {"name": "poly", "lookup": ["as", "bs"]},
+                    {"name": "derived", "lookup": ["as"], "read_only": True},
+                ],
+            },
+        }
+    }
+    cs = schema_defs.dataverse_sets(data)[2]
+    assert [p.name for p in cs.props] == ["cid", "_one_value", "_poly_value", "_derived_value"]
+    assert all(cs.prop(p).read_only and cs.prop(p).edm == "Edm.Guid" for p in cs.prop_names[1:])
+    assert [(lk.nav, lk.column, lk.target) for lk in cs.lookups] == [
+        ("one", "one", "as"),
+        ("poly_a", "poly", "as"),
+        ("poly_b", "poly", "bs"),
+    ]
+    assert [(n.name, n.local, n.remote) for n in cs.navs] == [
+        ("one", "_one_value", "aid"),
+        ("poly_a", "_poly_value", "aid"),
+        ("poly_b", "_poly_value", "bid"),
+    ]

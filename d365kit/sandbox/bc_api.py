@@ -1,8 +1,8 @@
-"""Business Central API v2.0 and the d365kit companion API (DESIGN.md section 4), served from the store.
+"""Business Central API v2.0 and the d365kit companion API (docs/sandbox.md#bc-api), served from the store.
 
 ``BCService(ctx).handle(req)`` answers one request relative to ``{origin}/v2.0/{tenant}/{environment}/api/``:
 ``v2.0/...`` (standard API) or ``d365kit/integration/v1.0/...`` (companion API); both share this machinery.
-Wire facts: ``shared/reference/api-contracts.md`` Part A. Choices made where the reference is UNVERIFIED
+Wire facts: docs/sandbox.md, "BC API" and "Companion API". Choices made where a fact is UNVERIFIED
 (each also noted at the code that makes it):
 
 - ``$count=true`` adds ``@odata.count``; ``/$count`` answers text/plain (BC support undocumented).

@@ -1,6 +1,6 @@
 """Business Central wire conventions: error bodies, ETags, and typed values on the way in and out.
 
-Facts from ``shared/reference/api-contracts.md`` Part A (A.2 shapes, A.5 writes, A.7 errors). BC has no
+Facts from docs/sandbox.md#bc-api (A.2 shapes, A.5 writes, A.7 errors). BC has no
 nulls on the wire: every empty value renders as its type's blank (A.2), so the API path stores blanks too.
 """
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +66,10 @@ class SandboxContext:
     client_id: str = CLIENT_ID
     environment: str = ENVIRONMENT
     lock: threading.RLock = field(default_factory=threading.RLock)
+    # The gate's time (faults.py): ``clock`` drives the service-protection windows and the execution time,
+    # ``sleep`` the latency. In-process callers (tests) may swap both for a fake clock they advance.
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     @property
     def authority(self) -> str:

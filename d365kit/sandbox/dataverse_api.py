@@ -1,6 +1,6 @@
 """Dataverse Web API v9.2 as the sandbox serves it: ``DataverseService(ctx).handle(Req) -> Resp``.
 
-The wire contract is ``shared/reference/api-contracts.md`` Part B. Choices where it is silent or UNVERIFIED
+The wire contract is docs/sandbox.md, "Dataverse API". Choices where the sources are silent or UNVERIFIED
 (each also noted where it is made):
 
 - WhoAmI answers the fixed ids below; ``UserId`` is the application user the client-credentials app runs

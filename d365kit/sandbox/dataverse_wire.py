@@ -1,7 +1,7 @@
 """Dataverse Web API v9.2 wire details: error bodies, Prefer header, value rendering, paging and delta tokens.
 
 Kept apart from ``dataverse_api`` (routing and operations) so each piece can be read against
-``shared/reference/api-contracts.md`` Part B on its own.
+docs/sandbox.md#dataverse-api on its own.
 """
 
 from __future__ import annotations

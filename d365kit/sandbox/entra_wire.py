@@ -1,6 +1,6 @@
 """Entra ID wire conventions: error bodies, form bodies, client Basic auth, discovery and the sign-in page.
 
-Facts from ``shared/reference/api-contracts.md`` Part C (ENTRA-CC error shape, ENTRA-OIDC discovery). An
+Facts from docs/sandbox.md#identity-entra-id (ENTRA-CC error shape, ENTRA-OIDC discovery). An
 error's ``error_description`` is ``AADSTS<code>: <message>`` followed by trace id, correlation id and
 timestamp on CRLF-separated lines, as Entra writes it; the correlation id echoes the caller's
 ``client-request-id`` (msal sends one).

@@ -9,15 +9,17 @@
 2. service protection (``knobs.limits == "realistic"``), per principal (``oid``, else ``appid``) and
    service: a sliding request window, a concurrency cap (BC also a wait queue), and for Dataverse the
    combined execution time; a breach answers 429 + ``Retry-After``;
-3. latency: ``knobs.latency_ms`` of asyncio sleep, inside the concurrency slot (it models server time, so it
-   counts as execution time and makes the concurrency caps bite in benchmarks);
+3. latency: ``knobs.latency_ms`` of ``ctx.sleep`` (asyncio sleep), inside the concurrency slot (it models
+   server time, so it counts as execution time and makes the concurrency caps bite in benchmarks);
 4. faults: ``knobs.error_rate`` answers a 503 before the service runs; ``knobs.reset_after_commit_rate``
    drops the connection of a write (POST/PATCH/PUT/DELETE, a ``$batch`` as a whole) after the service
    answered < 300, i.e. after the write committed, so the client sees a connection error.
 
-Knobs are read per request. ``GET /_sandbox/stats`` (admin key) answers ``Gate.stats``.
+Knobs are read per request. ``GET /_sandbox/stats`` (admin key) answers ``Gate.stats``. Time comes from the
+context: ``ctx.clock`` (default ``time.monotonic``) for the windows and execution times, ``ctx.sleep``
+(default ``asyncio.sleep``) for latency; tests swap in a fake clock to drive the windows deterministically.
 
-Choices on UNVERIFIED wire facts (reference/api-contracts.md A.7, A.9, B.8, C):
+Choices on UNVERIFIED wire facts (docs/sandbox.md#choices-on-unverified-wire-facts):
 - BC 401 ``WWW-Authenticate``: ``Bearer authorization_uri="<authority>/oauth2/authorize",
   resource_id="https://api.businesscentral.dynamics.com"`` (quoted; Dataverse's shape is documented,
   BC's is not).
@@ -60,7 +62,7 @@ STATS_PATH = "/_sandbox/stats"
 
 @dataclass(frozen=True)
 class Limits:
-    """One service's per-principal limits (reference Part D); ``scaled`` shrinks the windows."""
+    """One service's per-principal limits (docs/sandbox.md#service-protection-and-faults); ``scaled`` shrinks the windows."""
 
     requests: int  # per window
     window_s: float
@@ -157,21 +159,25 @@ class _Bucket:
 
 
 class ServiceProtection:
-    """The buckets of one limits profile; the gate starts a fresh one when the profile or scale changes."""
+    """The buckets of one limits profile; the gate starts a fresh one when the profile, scale or clock changes.
 
-    def __init__(self, profile: tuple[str, float]):
+    ``clock`` (seconds, monotonic) times the sliding windows and the execution of each request.
+    """
+
+    def __init__(self, profile: tuple[str, float], clock: Callable[[], float] = time.monotonic):
         self.profile = profile
+        self.clock = clock
         self._buckets: dict[tuple[str, str], _Bucket] = {}
 
     async def acquire(self, service: str, principal: str, limits: Limits) -> Callable[[], None]:
         """Admit a request (or raise ``Throttled``) and take a slot; returns the release callback."""
         bucket = self._buckets.setdefault((service, principal), _Bucket())
-        bucket.admit(limits, time.monotonic())
+        bucket.admit(limits, self.clock())
         await bucket.enter(limits)
-        started = time.monotonic()
+        started = self.clock()
 
         def release() -> None:
-            finished = time.monotonic()
+            finished = self.clock()
             bucket.leave()
             if limits.execution_ms is not None:
                 bucket.executions.append((finished, (finished - started) * 1000))
@@ -378,8 +384,9 @@ class Gate:
 
     def _protection_for(self, knobs: Knobs) -> ServiceProtection:
         profile = (knobs.limits, knobs.limits_scale)
-        if self._protection.profile != profile:
-            self._protection = ServiceProtection(profile)
+        if self._protection.profile != profile or self._protection.clock is not self.ctx.clock:
+            # times taken on another clock mean nothing on this one: start with empty windows
+            self._protection = ServiceProtection(profile, self.ctx.clock)
         return self._protection
 
     def _random(self, knobs: Knobs) -> random.Random:
@@ -393,7 +400,7 @@ class Gate:
         self, scope: Scope, receive: Receive, send: Send, service: _BC | _Dataverse, knobs: Knobs
     ) -> None:
         if knobs.latency_ms > 0:
-            await asyncio.sleep(knobs.latency_ms / 1000)
+            await self.ctx.sleep(knobs.latency_ms / 1000)
         dice = self._random(knobs)
         if knobs.error_rate > 0 and dice.random() < knobs.error_rate:
             self.stats.injected_errors += 1

@@ -10,7 +10,7 @@ AADSTS90002. Supported grants: ``client_credentials`` (secret in the body or HTT
 ``client_assertion``), ``device_code`` and ``refresh_token``. Other Entra endpoints and grants answer 501.
 Wire shapes (error bodies, discovery document, sign-in page) live in ``entra_wire``.
 
-Choices on UNVERIFIED points (reference/api-contracts.md Part C):
+Choices on UNVERIFIED points (docs/sandbox.md#choices-on-unverified-wire-facts, "Identity"):
 - Access tokens are v1.0-style (``ver`` "1.0", ``appid``/``appidacr``), as first-party resources get them;
   ``iss`` is ``{origin}/{tenant}/`` — the local stand-in for ``https://sts.windows.net/{tenant}/``.
   ``aud`` is the resource URI as requested (``BC_RESOURCE`` or ``ctx.dataverse_url``).

@@ -3,8 +3,8 @@
 Each service (``bc``, ``dataverse``, ``companion``) has entity sets whose properties carry their EDM type.
 Storage (``store.py``) makes one SQLite table per entity set from these definitions, the query layer
 (``odata.py``) resolves names through them, and ``metadata.py`` renders CSDL from them. Property names are
-the wire names of the real services (BC API v2.0 camelCase, Dataverse logical names), taken from
-``shared/reference/api-contracts.md``.
+the wire names of the real services (BC API v2.0 camelCase, Dataverse logical names). The definitions
+themselves are data (``tables/<service>.toml``, loaded by ``schema_defs.py``; docs/sandbox.md#entity-definitions).
 """
 
 from __future__ import annotations
@@ -224,35 +224,6 @@ def entity_set(service: Service, name: str) -> EntitySet | None:
     return REGISTRIES[service].get(name)
 
 
-# --------------------------------------------------------------------------------------------------
-# Business Central API v2.0
-# --------------------------------------------------------------------------------------------------
-
-G, S, B, D, DT = "Edm.Guid", "Edm.String", "Edm.Boolean", "Edm.Decimal", "Edm.DateTimeOffset"
-
-register(
-    EntitySet(
-        service="bc",
-        name="companies",
-        type_name="company",
-        key="id",
-        company_scoped=False,
-        methods=frozenset({"GET"}),
-        props=(
-            Prop("id", G, read_only=True),
-            Prop("systemVersion", S, read_only=True),
-            Prop("timestamp", "Edm.Int64", read_only=True),
-            Prop("name", S, read_only=True),
-            Prop("displayName", S, read_only=True),
-            Prop("businessProfileId", S, read_only=True),
-            Prop("systemCreatedAt", DT, read_only=True),
-            Prop("systemCreatedBy", G, read_only=True),
-            Prop("systemModifiedAt", DT, read_only=True),
-            Prop("systemModifiedBy", G, read_only=True),
-        ),
-    )
-)
-
-# The remaining BC, Dataverse and companion entity sets are defined in schema_defs.py, imported last so
-# that the registries are complete whenever this module is imported.
+# The BC, companion and Dataverse entity sets are data (tables/<service>.toml), loaded by schema_defs.py,
+# imported last so that the registries are complete whenever this module is imported.
 from d365kit.sandbox import schema_defs as _defs  # noqa: E402,F401

@@ -1,6 +1,6 @@
 """The twelve default integration table mappings as the seed writes them to the companion tables 5335/5336.
 
-Facts from ``shared/reference/integration-model.md`` sections 1-2 (Person ownership model, Unit Group
+Facts from docs/reconcile.md, "BC integration facts" (Person ownership model, Unit Group
 Mapping off, legacy pricing). Each field row also names the API property of each side (``bc`` = BC API
 v2.0 / companion property, None when the BC field is not exposed by any API the sandbox serves) so the
 seed can keep coupled pairs in sync and report drifted fields by their wire names.
@@ -393,5 +393,5 @@ MAPPINGS: tuple[Mapping, ...] = (
 )
 
 BY_NAME = {m.name: m for m in MAPPINGS}
-# Invoice lines have no job of their own: they are written by the header's job (integration-model 2.11).
+# Invoice lines have no job of their own: they are written by the header's job (docs/reconcile.md#bc-integration-facts).
 JOB_OF = {"POSTEDSALESLINE-INV": "POSTEDSALESINV-INV"}
