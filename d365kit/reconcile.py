@@ -32,20 +32,19 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from d365kit import couplings as ledgers
 from d365kit import matching
-from d365kit.bc import BCClient
 from d365kit.compare import field_differs
-from d365kit.dataverse import DataverseClient
-from d365kit.errors import UnknownNameError, UsageError
+from d365kit.errors import D365Error, UnknownNameError, UsageError
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
 from d365kit.mapping.transforms import (
     LookupTransform,
@@ -56,7 +55,7 @@ from d365kit.mapping.transforms import (
     normalize,
 )
 from d365kit.odata.query import Filter, Guid, Q, Query
-from d365kit.reading import collect, indexed, is_guid
+from d365kit.reading import ByIds, collect, indexed, is_guid
 from d365kit.systems import Systems
 
 CATEGORIES = (
@@ -112,9 +111,14 @@ class _Side:
     select: tuple[str, ...]
     scope: Filter | None
     frames: Callable[[Query], Iterator[pd.DataFrame]]
-    by_ids: Callable[[Iterable[str], Filter | None], pd.DataFrame]
+    spec: Callable[[tuple[str, ...], Filter | None], ByIds]  # a by-id read of these ids, in this scope
+    read_many: Callable[[list[ByIds]], list[pd.DataFrame]]  # the client's batched by-id reads
+    shape: Callable[[pd.DataFrame], pd.DataFrame]  # a by-id frame as the side's columns
     empty: pd.DataFrame
     progress: bool
+    systems: Systems
+    table: tuple[str, ...]  # the whole-table key of Systems.whole_table
+    complete: bool = False  # every row of the table has been read (no filter at all)
 
     def _flagged(self, frame: pd.DataFrame, scoped: bool) -> pd.DataFrame:
         frame = frame.copy()
@@ -129,14 +133,33 @@ class _Side:
         f = self.scope
         if extra is not None:
             f = extra if f is None else f & extra
-        rows = collect(
+        if f is None:  # the whole table: shared with lookups and other mappings of the run
+            rows = self.systems.whole_table(self.table, self.select, lambda: self._collect(None))
+            self.complete = True
+        else:
+            rows = self._collect(f)
+        return self._flagged(indexed(rows, self.key), True)
+
+    def _collect(self, f: Filter | None) -> pd.DataFrame:
+        return collect(
             self.frames(Query(select=self.select, filter=f)), self.empty, self.label, self.progress
         )
-        return self._flagged(indexed(rows, self.key), True)
+
+    def wants(self, ids: Iterable[str], *, scoped: bool) -> ByIds | None:
+        """The by-id read that finds ``ids`` (in scope, or regardless of the filters), None when nothing
+        needs asking: after a read of the whole table an id not found does not exist."""
+        ids = tuple(sorted({str(i).lower() for i in ids if is_guid(i)}))
+        if not ids or self.complete:
+            return None
+        return self.spec(ids, self.scope if scoped else None)
+
+    def answered(self, frame: pd.DataFrame | None, *, scoped: bool) -> pd.DataFrame:
+        return self.blank() if frame is None else self._flagged(self.shape(frame), scoped)
 
     def read_ids(self, ids: Iterable[str], *, scoped: bool) -> pd.DataFrame:
         """Rows by id, in scope (``scoped``) or regardless of the filters."""
-        return self._flagged(self.by_ids(ids, self.scope if scoped else None), scoped)
+        want = self.wants(ids, scoped=scoped)
+        return self.answered(None if want is None else self.read_many([want])[0], scoped=scoped)
 
 
 class _Aligned:
@@ -166,10 +189,15 @@ def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
     return out[~out.index.duplicated()]
 
 
-def _bc_side(bc: BCClient, m: TableMapping, progress: bool) -> _Side:
-    select = tuple(
+def _bc_select(m: TableMapping) -> tuple[str, ...]:
+    return tuple(
         dict.fromkeys(["id", *(p for p in (m.bc_key, m.bc_modified) if p), *(f.bc for f in m.compared)])
     )
+
+
+def _bc_side(systems: Systems, m: TableMapping, progress: bool) -> _Side:
+    bc = systems.bc
+    select = _bc_select(m)
     empty = bc.empty_frame(m.bc_entity, list(select), m.api_path)
     return _Side(
         "BC " + m.bc_entity,
@@ -177,11 +205,13 @@ def _bc_side(bc: BCClient, m: TableMapping, progress: bool) -> _Side:
         select,
         Filter(m.bc_filter) if m.bc_filter else None,
         lambda q: bc.frames(m.bc_entity, q, page_size=PAGE, api=m.api_path),
-        lambda ids, scope: bc.rows_by_id(m.bc_entity, ids, select, scope=scope, api=m.api_path)[
-            list(select[1:])
-        ],
+        lambda ids, scope: ByIds(m.bc_entity, ids, select, scope, api=m.api_path),
+        bc.rows_by_id_many,
+        lambda frame: frame[list(select[1:])],
         empty,
         progress,
+        systems,
+        ("bc", m.api_path, m.bc_entity),
     )
 
 
@@ -189,7 +219,8 @@ def _type_column(attribute: str) -> str:
     return f"{attribute}type"  # Dataverse's own name for a polymorphic lookup's target (parentcustomeridtype)
 
 
-def _dv_side(dataverse: DataverseClient, m: TableMapping, company: str | None, progress: bool) -> _Side:
+def _dv_side(systems: Systems, m: TableMapping, company: str | None, progress: bool) -> _Side:
+    dataverse = systems.dataverse
     et = dataverse.metadata().entity(m.dv_entity)
     lookups = tuple(m.dv_lookup_types)
     columns_read = [et.key, m.dv_modified, *(dv_column(et, a) for a in lookups)]
@@ -207,11 +238,28 @@ def _dv_side(dataverse: DataverseClient, m: TableMapping, company: str | None, p
         for frame in dataverse.frames(m.dv_entity, query, page_size=PAGE, lookup_types=lookups):
             yield frame.reindex(columns=columns)
 
-    def by_ids(ids: Iterable[str], scope: Filter | None) -> pd.DataFrame:
-        rows = dataverse.rows_by_id(m.dv_entity, ids, select, scope=scope, lookup_types=lookups)
-        return rows[[c for c in columns if c != et.key]]
+    def spec(ids: tuple[str, ...], scope: Filter | None) -> ByIds:
+        return ByIds(m.dv_entity, ids, select, scope, lookup_types=lookups)
 
-    return _Side("Dataverse " + m.dv_entity, et.key, select, scope, frames, by_ids, empty, progress)  # type: ignore[arg-type]
+    def shape(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[[c for c in columns if c != et.key]]
+
+    label = "Dataverse " + m.dv_entity
+    table = ("dataverse", m.dv_entity) if not lookups else ("dataverse", m.dv_entity, *lookups)
+    return _Side(
+        label,
+        et.key,
+        select,
+        scope,
+        frames,
+        spec,
+        dataverse.rows_by_id_many,
+        shape,
+        empty,
+        progress,
+        systems,  # type: ignore[arg-type]
+        table,
+    )
 
 
 # -- transforms --------------------------------------------------------------------------------------
@@ -240,7 +288,10 @@ class _Context:
     def _lookup(self, name: str) -> LookupTransform:
         ref = self.catalog[name]
         key = ref.bc_key or "id"
-        bc_rows = self.systems.bc_frame(ref.bc_entity, ("id", key), api=ref.api_path)
+        # a lookup table without filters is read with its own mapping's columns, so that mapping's side
+        # (earlier or later in the run) and this lookup share one read
+        columns = _bc_select(ref) if not ref.bc_filter else ("id", key)
+        bc_rows = self.systems.bc_frame(ref.bc_entity, columns, api=ref.api_path)
         fallback = None
         if ref.lookup_fallback:
             dv_key = self.systems.dataverse.metadata().entity(ref.dv_entity).key
@@ -719,12 +770,14 @@ def _read(
     own: pd.DataFrame,
     since: datetime | None,
     records: Iterable[str] | None,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
+) -> Generator[Wants, list[pd.DataFrame | None], tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]]:
     """Both sides' rows to look at, the couplings to categorize, and a description of the scope.
 
     Full run: every in-scope row and every coupling. Incremental: the rows changed since ``since`` and/or
     named in ``records``, the couplings touching them, and their coupled partners. Either way, coupled
-    rows the scope filters left out are then read by id, so that out of scope and missing differ."""
+    rows the scope filters left out are then read by id, so that out of scope and missing differ: the
+    generator yields those reads (``Wants``) and takes their frames back, so a run over several mappings
+    can send them together (``reconcile_many``)."""
     if since is None and records is None:
         bc, dv, relevant, scope = bc_side.read(), dv_side.read(), own, "full"
     else:
@@ -757,14 +810,99 @@ def _read(
             f"{len(wanted)} record id(s)" if wanted else "",
         )
         scope = ", ".join(p for p in parts if p)
-    bc = _concat(bc, bc_side.read_ids(set(relevant["bc_id"].dropna()) - set(bc.index), scoped=False))
-    dv = _concat(dv, dv_side.read_ids(set(relevant["dataverse_id"].dropna()) - set(dv.index), scoped=False))
+    # coupled rows the scope left out: read by id, for this mapping alone or batched with the mappings of a run
+    missing = (
+        set(relevant["bc_id"].dropna()) - set(bc.index),
+        set(relevant["dataverse_id"].dropna()) - set(dv.index),
+    )
+    wants = [
+        (bc_side, bc_side.wants(missing[0], scoped=False)),
+        (dv_side, dv_side.wants(missing[1], scoped=False)),
+    ]
+    got = yield wants
+    bc = _concat(bc, bc_side.answered(got[0], scoped=False))
+    dv = _concat(dv, dv_side.answered(got[1], scoped=False))
     for attribute, target in m.dv_lookup_types.items():
         dv["in_scope"] &= dv[_type_column(attribute)].fillna("").eq(target).to_numpy(dtype=bool)
     return bc, dv, relevant, scope
 
 
 # -- the entry point -----------------------------------------------------------------------------------
+
+
+Wants = list[tuple[_Side, ByIds | None]]
+
+
+def _steps(
+    systems: Systems,
+    mapping: str | TableMapping,
+    since: datetime | None,
+    records: Iterable[str] | None,
+    catalog: Catalog | None,
+    couplings: pd.DataFrame | None,
+    company: str | None,
+    threshold: float,
+    progress: bool,
+) -> Generator[Wants, list[pd.DataFrame | None], ReconcileResult]:
+    """One mapping's reconcile, pausing once to have its remaining by-id reads answered (see ``_read``)."""
+    started = time.perf_counter()
+    catalog = catalog or load_catalog()
+    m = mapping if isinstance(mapping, TableMapping) else catalog[mapping]
+    if m.name not in catalog or catalog[m.name] is not m:
+        catalog = Catalog({**catalog.mappings, m.name: m}, catalog.options, catalog.warnings)
+    refs = [catalog[f.transform[7:]] for f in m.compared if f.transform and f.transform.startswith("lookup:")]
+    check(catalog, systems.bc, systems.dataverse, [m.name, *dict.fromkeys(r.name for r in refs)])
+    ledger = systems.ledger() if couplings is None else ledgers.normalize(couplings)
+    own = ledgers.for_table(ledger, m.bc_table_id)
+    company = company or (systems.own_company() if m.dv_company_field else None)
+    ctx = _Context(systems, catalog, ledger)
+    bc_side = _bc_side(systems, m, progress)
+    dv_side = _dv_side(systems, m, company, progress)
+    bc, dv, relevant, scope = yield from _read(m, bc_side, dv_side, own, since, records)
+    coupled, values, diff = _classify(ctx, m, relevant, bc, dv)
+    lonely_bc = bc[bc["in_scope"].to_numpy(dtype=bool) & ~_isin(bc.index, own["bc_id"])]
+    lonely_dv = dv[dv["in_scope"].to_numpy(dtype=bool) & ~_isin(dv.index, own["dataverse_id"])]
+    candidates = _candidates(ctx, m, lonely_bc, lonely_dv, threshold)
+    parts = [
+        coupled,
+        _uncoupled("bc", lonely_bc, m.bc_key, m.bc_modified),
+        _uncoupled("dataverse", lonely_dv, None, m.dv_modified),
+    ]
+    out = (
+        pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else coupled
+    )
+    for col in RECORD_COLUMNS:
+        if col not in out.columns:
+            out[col] = pd.NA
+    out = _attach_matches(out[list(RECORD_COLUMNS)], candidates)
+    read = {"bc": len(bc), "dataverse": len(dv), "couplings": len(relevant)}
+    return ReconcileResult(m, out, values, candidates, diff, scope, read, time.perf_counter() - started)
+
+
+def _answer(wants: Wants) -> list[pd.DataFrame | None]:
+    """The by-id reads of ``wants`` (from one or many mappings), batched per client: one ``$batch`` per
+    service (and BC API) instead of a request per side."""
+    answers: list[pd.DataFrame | None] = [None] * len(wants)
+    groups: dict[int, list[int]] = {}
+    for i, (side, want) in enumerate(wants):
+        if want is not None:
+            groups.setdefault(id(side.read_many.__self__), []).append(i)  # type: ignore[attr-defined]
+    for members in groups.values():
+        frames = wants[members[0]][0].read_many([wants[i][1] for i in members])  # type: ignore[misc]
+        for i, frame in zip(members, frames, strict=True):
+            answers[i] = frame
+    return answers
+
+
+def _finish(
+    steps: Generator[Wants, list[pd.DataFrame | None], ReconcileResult], got: list[pd.DataFrame | None]
+) -> ReconcileResult:
+    try:
+        steps.send(got)
+    except StopIteration as done:
+        return done.value
+    steps.close()
+    raise D365Error("reconcile asked twice for its by-id reads (a d365kit bug: please report it)")
 
 
 def reconcile(
@@ -784,35 +922,32 @@ def reconcile(
     ``couplings``: a ledger (``d365kit.couplings``) to use instead of reading the companion API;
     ``company``: the own ``bcbi_companyid`` (default: looked up); ``threshold``: match candidate score.
     Reads shared with other mappings of the same run (ledger, company, lookup tables) come from ``systems``."""
-    started = time.perf_counter()
+    steps = _steps(systems, mapping, since, records, catalog, couplings, company, threshold, progress)
+    wants = next(steps)
+    return _finish(steps, _answer(wants))
+
+
+def reconcile_many(
+    systems: Systems,
+    mappings: Iterable[str | TableMapping],
+    since: datetime | None = None,
+    *,
+    catalog: Catalog | None = None,
+    couplings: pd.DataFrame | None = None,
+    progress: bool = True,
+) -> dict[str, ReconcileResult]:
+    """``reconcile`` for several mappings in one run: shared reads once (``Systems``), and every mapping's
+    by-id reads of coupled rows outside its scope sent together, one ``$batch`` per service."""
+    chosen = list(mappings)
     catalog = catalog or load_catalog()
-    m = mapping if isinstance(mapping, TableMapping) else catalog[mapping]
-    if m.name not in catalog or catalog[m.name] is not m:
-        catalog = Catalog({**catalog.mappings, m.name: m}, catalog.options, catalog.warnings)
-    refs = [catalog[f.transform[7:]] for f in m.compared if f.transform and f.transform.startswith("lookup:")]
-    check(catalog, systems.bc, systems.dataverse, [m.name, *dict.fromkeys(r.name for r in refs)])
-    ledger = systems.ledger() if couplings is None else ledgers.normalize(couplings)
-    own = ledgers.for_table(ledger, m.bc_table_id)
-    company = company or (systems.own_company() if m.dv_company_field else None)
-    ctx = _Context(systems, catalog, ledger)
-    bc_side = _bc_side(systems.bc, m, progress)
-    dv_side = _dv_side(systems.dataverse, m, company, progress)
-    bc, dv, relevant, scope = _read(m, bc_side, dv_side, own, since, records)
-    coupled, values, diff = _classify(ctx, m, relevant, bc, dv)
-    lonely_bc = bc[bc["in_scope"].to_numpy(dtype=bool) & ~_isin(bc.index, own["bc_id"])]
-    lonely_dv = dv[dv["in_scope"].to_numpy(dtype=bool) & ~_isin(dv.index, own["dataverse_id"])]
-    candidates = _candidates(ctx, m, lonely_bc, lonely_dv, threshold)
-    parts = [
-        coupled,
-        _uncoupled("bc", lonely_bc, m.bc_key, m.bc_modified),
-        _uncoupled("dataverse", lonely_dv, None, m.dv_modified),
-    ]
-    out = (
-        pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else coupled
-    )
-    for col in RECORD_COLUMNS:
-        if col not in out.columns:
-            out[col] = pd.NA
-    out = _attach_matches(out[list(RECORD_COLUMNS)], candidates)
-    read = {"bc": len(bc), "dataverse": len(dv), "couplings": len(relevant)}
-    return ReconcileResult(m, out, values, candidates, diff, scope, read, time.perf_counter() - started)
+    started = []
+    for m in tqdm(chosen, desc="reconcile", unit=" mapping", disable=not progress, delay=2):
+        steps = _steps(systems, m, since, None, catalog, couplings, None, 85.0, False)
+        started.append((steps, next(steps)))
+    every = [want for _, wants in started for want in wants]
+    answers = iter(_answer(every))
+    results = {}
+    for steps, wants in started:
+        result = _finish(steps, [next(answers) for _ in wants])
+        results[result.mapping.name] = result
+    return results

@@ -9,6 +9,7 @@ company's ``bcbi_companyid``, reference tables for lookups and option maps. A ne
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,19 +60,35 @@ class Systems:
             )
         return str(hit["bcbi_companyid"].iloc[0])
 
+    def whole_table(
+        self, table: tuple[str, ...], columns: Sequence[str], read: Callable[[], pd.DataFrame]
+    ) -> pd.DataFrame:
+        """Every row of ``table`` (``("bc", api, entity_set)`` or ``("dataverse", entity_set)``) with at
+        least ``columns``: from a read of this run that had them (a mapping side without filters, a lookup
+        table), else ``read()``, kept for the rest of the run. Callers must not change the frame."""
+        wanted = set(columns)
+        for (name, have), frame in self._memo.get("tables", {}).items():
+            if name == table and wanted <= set(have):
+                return frame
+        frame = read()
+        self._memo.setdefault("tables", {})[(table, tuple(frame.columns))] = frame
+        return frame
+
     def bc_frame(self, entity_set: str, select: tuple[str, ...], api: str = STANDARD) -> pd.DataFrame:
-        """A whole BC reference table (``select`` columns, sorted so equal requests share), read once per run."""
-        key = ("bc", api, entity_set, tuple(sorted(set(select))))
-        if key not in self._memo:
-            self._memo[key] = self.bc.to_frame(entity_set, Query(select=key[3]), api=api)
-        return self._memo[key]
+        """A whole BC reference table with ``select`` columns (at least), read once per run."""
+        return self.whole_table(
+            ("bc", api, entity_set),
+            select,
+            lambda: self.bc.to_frame(entity_set, Query(select=select), api=api),
+        )
 
     def dataverse_frame(self, entity_set: str, select: tuple[str, ...]) -> pd.DataFrame:
-        """A whole Dataverse reference table (``select`` columns), read once per run."""
-        key = ("dataverse", entity_set, tuple(sorted(set(select))))
-        if key not in self._memo:
-            self._memo[key] = self.dataverse.to_frame(entity_set, Query(select=key[2]))
-        return self._memo[key]
+        """A whole Dataverse reference table with ``select`` columns (at least), read once per run."""
+        return self.whole_table(
+            ("dataverse", entity_set),
+            select,
+            lambda: self.dataverse.to_frame(entity_set, Query(select=select)),
+        )
 
     def writable(self, entity_set: str, purpose: str) -> set[str] | None:
         """The Dataverse attributes of ``entity_set`` valid for ``purpose`` ("create"/"update"), read once."""

@@ -14,7 +14,6 @@ from pathlib import Path
 from types import TracebackType
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from d365kit.auth import TokenProvider
 from d365kit.bc import BCClient
@@ -23,7 +22,7 @@ from d365kit.dataverse import DataverseClient
 from d365kit.mapping import Catalog, TableMapping, load_catalog
 from d365kit.odata.session import ODataSession, PinnedSession
 from d365kit.profiles import get_profile
-from d365kit.reconcile import ReconcileResult, reconcile
+from d365kit.reconcile import ReconcileResult, reconcile, reconcile_many
 from d365kit.sync import SyncPlan, SyncRun, apply, plan_sync, resume
 from d365kit.systems import Systems
 
@@ -97,15 +96,13 @@ class Workspace:
         progress: bool = True,
     ) -> dict[str, ReconcileResult]:
         """Reconcile several mappings (every mapping of the catalog by default) in one run: the coupling
-        ledger, the own company and the lookup tables are read once for all of them."""
+        ledger, the own company and the lookup tables are read once for all of them, and the by-id reads
+        of coupled rows outside each mapping's scope go together (``d365kit.reconcile.reconcile_many``)."""
         catalog = catalog or load_catalog()
         chosen = list(mappings) if mappings is not None else list(catalog.names)
-        systems = self.systems()
-        results: dict[str, ReconcileResult] = {}
-        for m in tqdm(chosen, desc="reconcile", unit=" mapping", disable=not progress, delay=2):
-            result = reconcile(systems, m, since, catalog=catalog, couplings=couplings, progress=False)
-            results[result.mapping.name] = result
-        return results
+        return reconcile_many(
+            self.systems(), chosen, since, catalog=catalog, couplings=couplings, progress=progress
+        )
 
     def plan_sync(
         self,

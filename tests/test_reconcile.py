@@ -309,9 +309,11 @@ def test_records_limits_the_run_to_the_given_ids(edited):
         ws.reconcile("CUSTOMER", records=["10000"], progress=False)
 
 
-def test_reconciling_every_mapping_reads_the_ledger_and_the_company_once(ws, monkeypatch):
-    """One run over the twelve mappings shares its reads: one ledger page, one bcbi_companies read."""
+def test_reconciling_every_mapping_takes_at_most_40_requests(ws, monkeypatch):
+    """One run over the twelve mappings shares its reads: the ledger, the company and each whole table
+    once, and the by-id reads of all mappings in one $batch per service (89 requests before)."""
     fresh = d365kit.connect(ws.profile)
+    fresh.bc.company_id, fresh.bc.metadata(), fresh.dataverse.metadata()  # set-up reads, not the run's
     sent: list[str] = []
     real = fresh.bc.session.http.request
 
@@ -322,6 +324,19 @@ def test_reconciling_every_mapping_reads_the_ledger_and_the_company_once(ws, mon
     monkeypatch.setattr(fresh.bc.session.http, "request", counting)
     results = fresh.reconcile_all(progress=False)
     assert len(results) == 12
+    assert len(sent) <= 40, "\n".join(sent)
     assert sum(u.endswith("/crmIntegrationRecords") for u in sent) == 1
     assert sum(u.endswith("/bcbi_companies") for u in sent) == 1
-    assert sum(u.endswith("/currencies") for u in sent) <= 3  # lookup table, own side, coupled rows by id
+    assert sum(u.endswith("/currencies") for u in sent) == 1  # lookup table and own side share one read
+    assert sum(u.endswith("/$batch") for u in sent) <= 3  # BC standard, BC companion, Dataverse
+
+
+def test_a_run_over_many_mappings_finds_what_single_runs_find(ws):
+    """Batched and shared reads change the requests, never the result."""
+    together = ws.reconcile_all(["CUSTOMER", "CONTACT", "CURRENCY", "ITEM-PRODUCT"], progress=False)
+    for name, result in together.items():
+        alone = ws.reconcile(name, progress=False)
+        pd.testing.assert_frame_equal(
+            result.records.sort_values(["category", "bc_id", "dataverse_id"]).reset_index(drop=True),
+            alone.records.sort_values(["category", "bc_id", "dataverse_id"]).reset_index(drop=True),
+        )

@@ -16,6 +16,7 @@ from typing import Any
 
 from d365kit.errors import ODataError, TransportError
 from d365kit.odata.errors import parse_error
+from d365kit.odata.paging import iter_pages
 from d365kit.odata.session import ODataSession
 
 BC_MAX_OPERATIONS = 100
@@ -46,6 +47,27 @@ class OperationResult:
 
 def _chunks(ops: list[Operation], size: int) -> list[list[Operation]]:
     return [ops[i : i + size] for i in range(0, len(ops), size)]
+
+
+def batch_rows(
+    session: ODataSession, result: OperationResult, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The rows a GET inside a batch answered (raising its typed error), following its nextLink outside
+    the batch when the answer has more pages."""
+    if result.error is not None:
+        raise result.error
+    if (
+        result.status >= 400
+        or not isinstance(result.body, dict)
+        or not isinstance(result.body.get("value"), list)
+    ):
+        raise TransportError(f"{session.name}: a $batch GET answered {result.status} without a 'value' array")
+    rows = list(result.body["value"])
+    link = result.body.get("@odata.nextLink")
+    if link:
+        from_link = iter_pages(session, link, headers=headers)
+        rows += [row for page in from_link for row in page["value"]]
+    return rows
 
 
 def _check_origins(session: ODataSession, operations: list[Operation]) -> None:
