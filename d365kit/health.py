@@ -23,6 +23,7 @@ service (BC, through its client).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from d365kit.bc import BCClient
+from d365kit.document import Document
 from d365kit.errors import UsageError
 from d365kit.mapping import Catalog, load_catalog
 from d365kit.odata.query import Q, Query
@@ -312,6 +314,37 @@ def headline(hist: pd.DataFrame, errors: pd.DataFrame, cov: pd.DataFrame | None 
         covered = total - int(cov["uncoupled"].sum())
         out["coverage_pct"] = round(100 * covered / total, 1) if total else None
     return out
+
+
+@dataclass
+class HealthResult:
+    """A period of sync health: the job history, its error log and (optionally) coverage per mapping."""
+
+    history: pd.DataFrame
+    errors: pd.DataFrame
+    coverage: pd.DataFrame | None = None
+
+    def summary(self) -> pd.DataFrame:
+        """The key figures (``headline``) as a two-column frame."""
+        figures = headline(self.history, self.errors, self.coverage)
+        return pd.DataFrame({"figure": list(figures), "value": [str(v) for v in figures.values()]})
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.history
+
+    def document(self) -> Document:
+        doc = Document("Sync health").add("Key figures", self.summary())
+        doc.add("Failures by mapping", failures_by_mapping(self.history))
+        doc.add("Error categories", error_categories(self.errors))
+        if self.coverage is not None:
+            doc.add("Coverage", self.coverage)
+        return doc
+
+    def to_html(self, limit: int | None = 200) -> str:
+        return self.document().to_html(limit)
+
+    def to_text(self, limit: int | None = 20) -> str:
+        return self.document().to_text(limit)
 
 
 # -- reading from a workspace ----------------------------------------------------------------------

@@ -30,7 +30,6 @@ change on its partner: BC API v2.0 has no delta links, so a full run is the way 
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from tqdm.auto import tqdm
 from d365kit import couplings as ledgers
 from d365kit import matching
 from d365kit.compare import field_differs
+from d365kit.document import Document, cell
 from d365kit.errors import D365Error, UnknownNameError, UsageError
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
 from d365kit.mapping.transforms import (
@@ -629,12 +629,6 @@ def _attach_matches(records: pd.DataFrame, candidates: pd.DataFrame) -> pd.DataF
 # -- the result ----------------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return ", ".join(map(str, value))
-    return value
-
-
 @dataclass
 class ReconcileResult:
     """What one reconcile found. ``records``: one row per coupling (duplicates: per shared id) and per
@@ -681,69 +675,40 @@ class ReconcileResult:
         out["total"] = out[list(COMPARED)].sum(axis=1)
         return out.sort_values("total", ascending=False, kind="stable").reset_index(drop=True)
 
-    def _display(self, frame: pd.DataFrame, limit: int | None) -> pd.DataFrame:
-        shown = frame if limit is None else frame.head(limit)
-        return shown.map(_cell)
-
-    def to_text(self, limit: int = 20) -> str:
+    def document(self) -> Document:
+        """What the result shows: summary, the fields that differ, differing values, each category's
+        records (empty columns left out), and the fields no API exposes."""
         m = self.mapping
-        lines = [
-            f"Reconcile {m.name}: BC {m.bc_entity} <-> Dataverse {m.dv_entity} ({m.direction}), {self.scope}",
-            f"read {self.read}, {self.seconds:.1f} s",
-            "",
-            self.summary().to_string(index=False),
-            "",
-            "Differing fields:",
-            self.field_drift[lambda f: f["total"] > 0].to_string(index=False),
-        ]
+        doc = Document(
+            f"Reconcile {m.name}",
+            [
+                f"BC {m.bc_table or m.bc_entity} ({m.bc_entity}) <-> Dataverse {m.dv_table or m.dv_entity} "
+                f"({m.dv_entity}), {m.direction}; {self.scope}; read {self.read} in {self.seconds:.1f} s."
+            ],
+        )
+        doc.add("Summary", self.summary()).add(
+            "Fields that differ", self.field_drift[lambda f: f["total"] > 0]
+        )
         if len(self.values):
-            cols = ["category", "bc_key", "bc_field", "dataverse_field", "bc_value", "dataverse_value"]
-            lines += [
-                "",
-                f"Differing values (first {min(limit, len(self.values))} of {len(self.values)}):",
-                self._display(self.values[cols], limit).to_string(index=False),
-            ]
-        return "\n".join(lines)
-
-    def to_html(self, limit: int = 200) -> str:
-        """A self-contained HTML report (inline CSS, no scripts): summary, fields, values, records."""
-        m = self.mapping
-        esc = html.escape
-
-        def table(frame: pd.DataFrame) -> str:
-            shown = self._display(frame, limit)
-            more = f"<p class=more>{len(frame) - limit} more rows not shown</p>" if len(frame) > limit else ""
-            return shown.to_html(index=False, escape=True, na_rep="", border=0, classes="grid") + more
-
-        parts = [
-            "<!doctype html><html><head><meta charset='utf-8'>",
-            f"<title>Reconcile {esc(m.name)}</title><style>{_CSS}</style></head><body>",
-            f"<h1>Reconcile {esc(m.name)}</h1>",
-            f"<p>BC <b>{esc(m.bc_table or m.bc_entity)}</b> ({esc(m.bc_entity)}) &harr; Dataverse <b>{esc(m.dv_table or m.dv_entity)}</b>"
-            f" ({esc(m.dv_entity)}), {esc(m.direction)}; {esc(self.scope)}; read {esc(str(self.read))} in {self.seconds:.1f} s.</p>",
-            "<h2>Summary</h2>",
-            table(self.summary()),
-            "<h2>Fields that differ</h2>",
-            table(self.field_drift),
-        ]
-        if len(self.values):
-            parts += ["<h2>Differing values</h2>", table(self.values)]
+            doc.add("Differing values", self.values)
         for c in CATEGORIES[1:]:
             frame = self.to_frame(c)
             if len(frame):
-                cols = [
-                    col
-                    for col in frame.columns
-                    if frame[col].map(_cell).astype("string").fillna("").ne("").any()
-                ]
-                parts += [f"<h2>{esc(c)} ({len(frame)})</h2>", table(frame[cols])]
+                shown = frame.map(cell).astype("string").fillna("")
+                doc.add(
+                    f"{c} ({len(frame)})", frame[[col for col in frame.columns if shown[col].ne("").any()]]
+                )
         if m.unreachable:
-            names = ", ".join(esc(f"{f.caption} -> {f.dv}") for f in m.unreachable)
-            parts.append(
-                f"<p class=note>Not compared (no API exposes the BC field; companion only): {names}</p>"
-            )
-        parts.append("</body></html>")
-        return "\n".join(parts)
+            names = ", ".join(f"{f.caption} -> {f.dv}" for f in m.unreachable)
+            doc.notes.append(f"Not compared (no API exposes the BC field; companion only): {names}")
+        return doc
+
+    def to_html(self, limit: int | None = 200) -> str:
+        """A self-contained HTML page (inline CSS, no scripts) of ``document()``."""
+        return self.document().to_html(limit)
+
+    def to_text(self, limit: int | None = 20) -> str:
+        return self.document().to_text(limit)
 
     def _repr_html_(self) -> str:
         return self.summary().to_html(index=False)
@@ -753,14 +718,6 @@ class ReconcileResult:
             c: n for c, n in zip(self.summary()["category"], self.summary()["records"], strict=True) if n
         }
         return f"ReconcileResult({self.mapping.name}, {counts})"
-
-
-_CSS = (
-    "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}h2{font-size:1.1em;"
-    "margin-top:1.4em}table.grid{border-collapse:collapse;font-size:.85em}table.grid th,table.grid td{"
-    "border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}table.grid th{background:#f0f0f0}"
-    ".more,.note{color:#666;font-size:.85em}"
-)
 
 
 def _read(

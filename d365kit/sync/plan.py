@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from d365kit import couplings as ledgers
+from d365kit.document import Document
 from d365kit.errors import SyncDirectionError, SyncPlanError
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, load_catalog
 from d365kit.odata.query import Guid, Q, Query
@@ -119,6 +120,20 @@ class SyncPlan:
         rank = {name: i for i, name in enumerate(self.mappings)}
         out["_m"], out["_k"] = out["mapping"].map(rank), out["kind"].map({k: i for i, k in enumerate(KINDS)})
         return out.sort_values(["_m", "_k", "direction"]).drop(columns=["_m", "_k"]).reset_index(drop=True)
+
+    def document(self) -> Document:
+        """What the plan shows: its options, operations per mapping and kind, and every operation."""
+        options = ", ".join(f"{k} {v}" for k, v in self.options.items() if v is not None)
+        doc = Document(
+            f"Sync plan: {len(self)} operation(s)", [f"Dry run: nothing has been written. {options}"]
+        )
+        return doc.add("Summary", self.summary()).add("Operations", self.to_frame())
+
+    def to_html(self, limit: int | None = 200) -> str:
+        return self.document().to_html(limit)
+
+    def to_text(self, limit: int | None = 20) -> str:
+        return self.document().to_text(limit)
 
     def _repr_html_(self) -> str:
         return f"<p>SyncPlan: {len(self)} operation(s)</p>" + self.summary().to_html(index=False)

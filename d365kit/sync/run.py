@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from d365kit.document import Document
+
 
 @dataclass
 class SyncRun:
@@ -52,6 +54,27 @@ class SyncRun:
             return pd.DataFrame(columns=["mapping", "kind", "state", "operations"])
         out = self.operations.groupby(["mapping", "kind", "state"], sort=False).size().rename("operations")
         return out.reset_index()
+
+    def document(self) -> Document:
+        """What the run shows: its counts, operations per mapping/kind/state, failures and warnings."""
+        counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        doc = Document(
+            f"Sync run {self.run_id}",
+            [f"Applied: {counts} ({self.seconds:.1f} s)", f"Journal: {self.journal}"],
+        )
+        doc.add("Summary", self.summary())
+        if len(self.failed):
+            doc.add("Failed", self.failed)
+        if len(self.conflicts):
+            doc.add("Conflicts", self.conflicts)
+        doc.notes += self.warnings
+        return doc
+
+    def to_html(self, limit: int | None = 200) -> str:
+        return self.document().to_html(limit)
+
+    def to_text(self, limit: int | None = 20) -> str:
+        return self.document().to_text(limit)
 
     def _repr_html_(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in self.counts.items())
