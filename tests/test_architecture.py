@@ -217,3 +217,24 @@ def test_public_api_is_pinned():
 def test_internal_modules_are_listed_and_exist():
     internal = _block("internal").split()
     assert internal and all(name in MODULES for name in internal), [n for n in internal if n not in MODULES]
+
+
+def test_one_except_clause_catches_what_a_first_day_goes_through(ws, monkeypatch, tmp_path):
+    """A wrong secret, an unknown profile, a typo in an entity set, a bad filter value: each a D365Error."""
+    from d365kit.config import replace
+
+    monkeypatch.setenv("D365KIT_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("WRONG_SECRET", "wrong")
+    bad = replace(
+        ws.profile, name="bad", secret_env="WRONG_SECRET", sandbox_dir=None, token_cache=str(tmp_path / "t")
+    )
+    attempts = [
+        lambda: d365kit.connect(bad).bc.companies(),
+        lambda: d365kit.get_profile("nope"),
+        lambda: ws.bc.to_frame("customerz"),
+        lambda: d365kit.Q.eq("name", object()),
+        lambda: ws.reconcile("NO SUCH MAPPING"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(d365kit.D365Error):
+            attempt()
