@@ -67,7 +67,7 @@ from bench.measure import profile_top
 from bench.results import Case, Measurement
 from bench.sandbox_process import SandboxProcess
 from d365kit.odata.batch import BC_MAX_OPERATIONS, DATAVERSE_MAX_OPERATIONS
-from d365kit.odata.batch import Operation as Request
+from d365kit.odata.batch import BatchRequest as Request
 from d365kit.sandbox.faults import BC_LIMITS, DATAVERSE_LIMITS
 
 TITLE = "Write: 10,000 synced updates, d365kit apply vs a per-record PATCH loop"

@@ -17,7 +17,7 @@ import pandas as pd
 
 from d365kit.errors import NotFoundError, UnknownNameError
 from d365kit.frames import rows_to_frame
-from d365kit.odata.batch import Operation, OperationResult, batch_rows, bc_batch
+from d365kit.odata.batch import BatchRequest, BatchResponse, batch_rows, bc_batch
 from d365kit.odata.metadata import ServiceMetadata, parse_csdl
 from d365kit.odata.paging import iter_pages
 from d365kit.odata.query import Filter, Q, Query, key_segment
@@ -195,12 +195,17 @@ class BCClient:
     def rows_by_id_many(self, reads: Sequence[ByIds]) -> list[pd.DataFrame]:
         """Several by-id reads (``rows_by_id`` each) in as few requests as ``$batch`` allows: one JSON
         batch of GETs per API (100 per request), pages past the first followed as usual."""
-        ops: list[tuple[int, Operation]] = []
+        ops: list[tuple[int, BatchRequest]] = []
         for i, r in enumerate(reads):
             select = tuple(dict.fromkeys(["id", *r.columns]))
             for f in id_filters("id", r.ids, r.scope):
                 ops.append(
-                    (i, Operation("GET", f"{r.entity_set}?{Query(select=select, filter=f).query_string()}"))
+                    (
+                        i,
+                        BatchRequest(
+                            "GET", f"{r.entity_set}?{Query(select=select, filter=f).query_string()}"
+                        ),
+                    )
                 )
         rows: list[list[dict[str, Any]]] = [[] for _ in reads]
         for api in dict.fromkeys(reads[i].api for i, _ in ops):
@@ -247,8 +252,8 @@ class BCClient:
         return self.update(entity_set, key, values, etag=current["@odata.etag"], api=api)
 
     def batch(
-        self, operations: list[Operation], *, atomic: bool = False, api: str = STANDARD
-    ) -> list[OperationResult]:
+        self, operations: list[BatchRequest], *, atomic: bool = False, api: str = STANDARD
+    ) -> list[BatchResponse]:
         """JSON $batch (100 operations per request); operation URLs relative to ``companies(<id>)/``."""
         prefix = f"companies({self.company_id})/"
         for op in operations:

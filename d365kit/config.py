@@ -8,6 +8,7 @@ A profile file is TOML (path from ``$D365KIT_CONFIG``, else ``$XDG_CONFIG_HOME/d
     auth_mode = "client_secret"            # or "certificate", "device_code"
     secret_env = "D365KIT_PROD_SECRET"     # the variable that holds the client secret
     bc_environment = "Production"
+    production = true                      # writes need confirm=True / --yes (see below)
     bc_company = "CRONUS USA, Inc."        # name or id
     dataverse_url = "https://contoso.crm.dynamics.com"
 
@@ -15,6 +16,12 @@ Every field can be overridden from the environment as ``D365KIT_<PROFILE>_<FIELD
 ``D365KIT_PROD_BC_COMPANY``. Secrets come only from the variable named by ``secret_env`` or from the OS
 keyring (``keyring = true``, service ``d365kit``, user ``<profile>``); a ``client_secret`` key in the file
 is refused. The built-in ``sandbox`` profile attaches to a running sandbox or starts one.
+
+``production``: ``true`` marks the profile's target as production, ``false`` as not; when it is not set,
+the BC environment decides (``is_production``): an environment whose name is ``sandbox`` or starts or ends
+with it (``Sandbox``, ``sandbox-uat``, ``DevSandbox``; any case) counts as sandbox-type, every other name
+(the default ``Production`` too) as production. A selective sync writes to a production target only with
+an explicit confirmation (docs/sync.md#production-targets). The built-in sandbox profile is not production.
 """
 
 from __future__ import annotations
@@ -51,6 +58,12 @@ class Profile:
     ca_bundle: str | None = None  # trust exactly this CA (the sandbox's); None = system trust store
     token_cache: str | None = None  # default: <user cache dir>/d365kit/<profile>.tokens.json
     sandbox_dir: str | None = None  # built-in sandbox profile: the data dir holding its demo credentials
+    production: bool | None = None  # None: the BC environment's name decides (``is_production``)
+
+    @property
+    def is_production(self) -> bool:
+        """Writes need an explicit confirmation: ``production`` when set, else ``is_production(env)``."""
+        return is_production(self.bc_environment) if self.production is None else self.production
 
     @property
     def authority(self) -> str:
@@ -100,6 +113,15 @@ class Profile:
         )
 
 
+def is_production(bc_environment: str | None) -> bool:
+    """Does a BC environment of this name count as production? Sandbox-type environments are recognized by
+    name, as the API URL carries no environment type: ``sandbox``, or a name starting or ending with it
+    (any case, separators allowed: ``Sandbox``, ``sandbox-uat``, ``UAT_Sandbox``). Everything else counts
+    as production unless the profile says ``production = false``."""
+    name = (bc_environment or "").strip().lower()
+    return not (name.startswith("sandbox") or name.endswith("sandbox"))
+
+
 def config_path() -> Path:
     env = os.environ.get("D365KIT_CONFIG")
     if env:
@@ -112,14 +134,14 @@ _FIELDS = {f.name: f for f in fields(Profile) if f.name not in ("name", "extra",
 
 
 def _coerce(profile: str, key: str, value: Any) -> Any:
-    if key == "keyring":
+    if key in ("keyring", "production"):
         if isinstance(value, bool):
             return value
         if str(value).lower() in ("1", "true", "yes"):
             return True
         if str(value).lower() in ("0", "false", "no", ""):
             return False
-        raise ConfigError(f"profile {profile!r}: keyring must be true or false, not {value!r}")
+        raise ConfigError(f"profile {profile!r}: {key} must be true or false, not {value!r}")
     if not isinstance(value, str):
         raise ConfigError(f"profile {profile!r}: {key} must be a string, not {type(value).__name__}")
     return value
@@ -189,4 +211,12 @@ def validate(profile: Profile) -> Profile:
     return profile
 
 
-__all__ = ["AUTH_MODES", "Profile", "config_path", "load_profile", "load_profiles", "replace"]
+__all__ = [
+    "AUTH_MODES",
+    "Profile",
+    "config_path",
+    "is_production",
+    "load_profile",
+    "load_profiles",
+    "replace",
+]

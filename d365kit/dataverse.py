@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from d365kit.errors import ODataError, TransportError, UsageError
 from d365kit.frames import FORMATTED, rows_to_frame
-from d365kit.odata.batch import Operation, OperationResult, batch_rows, dataverse_batch
+from d365kit.odata.batch import BatchRequest, BatchResponse, batch_rows, dataverse_batch
 from d365kit.odata.metadata import ServiceMetadata, parse_csdl
 from d365kit.odata.paging import iter_pages
 from d365kit.odata.parallel import merge_threaded
@@ -318,14 +318,14 @@ class DataverseClient:
     def rows_by_id_many(self, reads: Sequence[ByIds]) -> list[pd.DataFrame]:
         """Several by-id reads (``rows_by_id`` each) in one multipart ``$batch`` of GETs (1,000 per
         request), pages past the first followed as usual."""
-        ops: list[tuple[int, Operation]] = []
+        ops: list[tuple[int, BatchRequest]] = []
         for i, r in enumerate(reads):
             key = self.metadata().entity(r.entity_set).key
             select = tuple(dict.fromkeys([key, *r.columns]))
             headers = self._prefer(False, bool(r.lookup_types))
             for f in id_filters(key, r.ids, r.scope):
                 url = f"{r.entity_set}?{Query(select=select, filter=f).query_string()}"
-                ops.append((i, Operation("GET", url, headers=headers)))
+                ops.append((i, BatchRequest("GET", url, headers=headers)))
         rows: list[list[dict[str, Any]]] = [[] for _ in reads]
         if ops:
             for (i, _), result in zip(ops, self.batch([op for _, op in ops], changeset=False), strict=True):
@@ -453,7 +453,7 @@ class DataverseClient:
                 )
                 bar.update(len(chunk))
 
-    def batch(self, operations: list[Operation], *, changeset: bool = True) -> list[OperationResult]:
+    def batch(self, operations: list[BatchRequest], *, changeset: bool = True) -> list[BatchResponse]:
         return dataverse_batch(self.session, self.root, operations, changeset=changeset)
 
     # -- change tracking ---------------------------------------------------------------------------

@@ -8,8 +8,11 @@
     ├── UsageError (ValueError)            an argument the caller passed cannot work
     │   ├── UnknownNameError (KeyError)    an entity set or property $metadata does not define
     │   ├── LedgerError                    a coupling source that is not a ledger
-    │   └── SyncPlanError                  a selection that cannot become a plan
-    │       └── SyncDirectionError         a direction the mapping or a field forbids
+    │   ├── SyncPlanError                  a selection that cannot become a plan
+    │   │   ├── SyncDirectionError         a direction the mapping or a field forbids
+    │   │   └── SyncTargetError            a plan or run made for another tenant/environment/company/org
+    │   └── ConfirmationRequired           a write to a production target without confirm=True (--yes)
+    ├── SyncLockedError                    another run is writing the same mappings of the same target
     ├── CatalogError (ValueError)          a mapping catalog that does not load or match $metadata
     ├── ForeignOriginError                 a URL outside the service's https origin: nothing sent
     ├── TransportError                     unreachable, cut off, or an answer that is not OData
@@ -63,6 +66,21 @@ class SyncPlanError(UsageError):
 
 class SyncDirectionError(SyncPlanError):
     """A direction the mapping or one of its fields does not allow; the message names both."""
+
+
+class SyncTargetError(SyncPlanError):
+    """A plan or journaled run made for another target (tenant, BC environment, company, Dataverse org) than
+    the profile's; the message names both."""
+
+
+class ConfirmationRequired(UsageError):
+    """A write to a production target without an explicit confirmation (``confirm=True``, ``--yes``, the
+    typed confirmation of the selective-sync panel); the message states the counts and the target."""
+
+
+class SyncLockedError(D365Error):
+    """Another run (on this machine) holds the lock of a mapping of the same target; the message says which
+    run, its process and since when."""
 
 
 class CatalogError(D365Error, ValueError):
@@ -139,6 +157,7 @@ __all__ = [
     "BadRequestError",
     "CatalogError",
     "ConfigError",
+    "ConfirmationRequired",
     "ConflictError",
     "D365Error",
     "ForeignOriginError",
@@ -147,7 +166,9 @@ __all__ = [
     "NotImplementedByServiceError",
     "ODataError",
     "SyncDirectionError",
+    "SyncLockedError",
     "SyncPlanError",
+    "SyncTargetError",
     "ThrottledError",
     "TransportError",
     "UnknownNameError",

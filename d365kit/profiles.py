@@ -43,6 +43,7 @@ def sandbox_profile() -> Profile:
         ca_bundle=facts["ca_bundle"],
         token_cache=str(data_dir / "tokens.json"),
         sandbox_dir=facts["data_dir"],
+        production=False,
     )
 
 

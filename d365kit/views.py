@@ -213,7 +213,7 @@ def candidates(results: Results) -> pd.DataFrame:
     )
 
 
-def coverage(results: Results) -> pd.DataFrame:
+def mapping_coverage(results: Results) -> pd.DataFrame:
     """Per mapping: healthy couplings vs in-scope BC rows (``health.coverage`` columns), lowest first."""
     table = summary(results)
     counts = pd.DataFrame(
@@ -321,7 +321,7 @@ def mismatch_figures(results: Results) -> dict[str, Any]:
     out.update({kind: int(table[list(cats)].sum().sum()) for kind, cats in MISMATCHES.items()})
     uncoupled = records(results, MISMATCHES["uncoupled"])
     out["uncoupled_with_candidate"] = int(uncoupled["match_id"].notna().sum()) if len(uncoupled) else 0
-    cov = coverage(results)
+    cov = mapping_coverage(results)
     total, coupled = int(cov["total"].sum()), int((cov["total"] - cov["uncoupled"]).sum())
     out["coverage_pct"] = round(100 * coupled / total, 1) if total else None
     worst = cov.dropna(subset=["coverage"])

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from d365kit.workspace import Workspace
 
 ALL = "(all)"
-DIRECTIONS = (
+DIRECTION_CHOICES = (
     ("each record's natural direction", None),
     ("BC → Dataverse", "to_dataverse"),
     ("Dataverse → BC", "from_dataverse"),
@@ -191,7 +191,7 @@ class CouplingPanel(Panel):
             self.show(HTML("<p>Choose mappings and click <b>Analyse</b>.</p>"))
             return
         if self.kind.value == "coverage":
-            self.table = views.coverage(self.results)
+            self.table = views.mapping_coverage(self.results)
             self.show(charts.fig_coverage(self.table), self.table)
             return
         self.table = views.mismatches(self.results, self.kind.value)
@@ -238,7 +238,7 @@ class SyncPanel(Panel):
         self.categories = W.SelectMultiple(
             options=present, rows=min(8, max(1, len(present))), description="or all of"
         )
-        self.direction = W.Dropdown(options=DIRECTIONS, value=None, description="Direction")
+        self.direction = W.Dropdown(options=DIRECTION_CHOICES, value=None, description="Direction")
         self.conflict = W.Dropdown(options=CONFLICT_POLICIES, value="skip", description="Conflicts")
         self.plan_button = W.Button(description="Plan", button_style="info", icon="list")
         self.apply_button = W.Button(description="Apply", button_style="danger", icon="play", disabled=True)

@@ -25,7 +25,7 @@ from d365kit.errors import (
     TransportError,
     UnknownNameError,
 )
-from d365kit.odata.batch import Operation
+from d365kit.odata.batch import BatchRequest
 from d365kit.odata.paging import iter_rows
 from d365kit.odata.query import Q, Query
 from d365kit.odata.session import ODataSession, RetryPolicy
@@ -179,8 +179,8 @@ def test_bc_frame_types_and_crud_with_etags(ws):
 def test_bc_batch_and_incremental_read(ws):
     since = pd.Timestamp.now(tz="UTC").to_pydatetime()
     results = ws.bc.batch(
-        [Operation("POST", "contacts", {"displayName": f"Batch {i}", "type": "Person"}) for i in range(3)]
-        + [Operation("GET", "customers?$top=1")]
+        [BatchRequest("POST", "contacts", {"displayName": f"Batch {i}", "type": "Person"}) for i in range(3)]
+        + [BatchRequest("GET", "customers?$top=1")]
     )
     assert [r.status for r in results] == [201, 201, 201, 200]
     changed = ws.bc.modified_since("contacts", since)
@@ -262,8 +262,8 @@ def test_dataverse_batch_atomic_changeset(ws):
     ws.dataverse.create("accounts", {"accountid": dup, "name": "exists"})
     results = ws.dataverse.batch(
         [
-            Operation("POST", "accounts", {"accountid": good, "name": "in changeset"}),
-            Operation("POST", "accounts", {"accountid": dup, "name": "duplicate"}),
+            BatchRequest("POST", "accounts", {"accountid": good, "name": "in changeset"}),
+            BatchRequest("POST", "accounts", {"accountid": dup, "name": "duplicate"}),
         ]
     )
     assert any(r.error is not None for r in results)

@@ -17,7 +17,7 @@ import pytest
 import trustme
 
 import d365kit
-from d365kit.odata.batch import Operation, bc_batch, dataverse_batch
+from d365kit.odata.batch import BatchRequest, bc_batch, dataverse_batch
 from d365kit.odata.paging import iter_rows
 from d365kit.odata.session import ODataSession, PinnedSession
 
@@ -128,7 +128,7 @@ def test_batch_operations_with_foreign_absolute_urls_are_refused(ca):
         )
         for run in (bc_batch, dataverse_batch):
             with pytest.raises(d365kit.ForeignOriginError):
-                run(session, service.url + "/api/", [Operation("GET", foreign.url + "/accounts")])
+                run(session, service.url + "/api/", [BatchRequest("GET", foreign.url + "/accounts")])
         assert service.seen == [] and foreign.seen == []
     finally:
         service.close()

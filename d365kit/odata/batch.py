@@ -24,7 +24,7 @@ DATAVERSE_MAX_OPERATIONS = 1000
 
 
 @dataclass
-class Operation:
+class BatchRequest:
     method: str
     url: str  # relative to the API root (BC) or the Web API root (Dataverse), or absolute
     body: Any = None
@@ -33,8 +33,8 @@ class Operation:
 
 
 @dataclass
-class OperationResult:
-    operation: Operation
+class BatchResponse:
+    operation: BatchRequest
     status: int
     headers: dict[str, str]
     body: Any
@@ -45,12 +45,12 @@ class OperationResult:
         return self.error is None and self.status < 400
 
 
-def _chunks(ops: list[Operation], size: int) -> list[list[Operation]]:
+def _chunks(ops: list[BatchRequest], size: int) -> list[list[BatchRequest]]:
     return [ops[i : i + size] for i in range(0, len(ops), size)]
 
 
 def batch_rows(
-    session: ODataSession, result: OperationResult, headers: dict[str, str] | None = None
+    session: ODataSession, result: BatchResponse, headers: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
     """The rows a GET inside a batch answered (raising its typed error), following its nextLink outside
     the batch when the answer has more pages."""
@@ -70,7 +70,7 @@ def batch_rows(
     return rows
 
 
-def _check_origins(session: ODataSession, operations: list[Operation]) -> None:
+def _check_origins(session: ODataSession, operations: list[BatchRequest]) -> None:
     """Absolute operation URLs must name the service's own origin, as any URL the session sends to."""
     for op in operations:
         if op.url.startswith(("http:", "https:", "//")):
@@ -78,11 +78,11 @@ def _check_origins(session: ODataSession, operations: list[Operation]) -> None:
 
 
 def bc_batch(
-    session: ODataSession, root: str, operations: list[Operation], *, atomic: bool = False
-) -> list[OperationResult]:
+    session: ODataSession, root: str, operations: list[BatchRequest], *, atomic: bool = False
+) -> list[BatchResponse]:
     """Run operations as BC JSON batches of at most 100 (each batch atomic when ``atomic``)."""
     _check_origins(session, operations)
-    results: list[OperationResult] = []
+    results: list[BatchResponse] = []
     for chunk in _chunks(operations, BC_MAX_OPERATIONS):
         requests_ = []
         for i, op in enumerate(chunk):
@@ -122,11 +122,11 @@ def bc_batch(
                 if status >= 400
                 else None
             )
-            results.append(OperationResult(op, status, dict(a.get("headers") or {}), body, err))
+            results.append(BatchResponse(op, status, dict(a.get("headers") or {}), body, err))
     return results
 
 
-def _http_part(op: Operation, root: str, content_id: int | None) -> str:
+def _http_part(op: BatchRequest, root: str, content_id: int | None) -> str:
     url = op.url if op.url.startswith("http") or op.url.startswith("$") else root.rstrip("/") + "/" + op.url
     lines = ["Content-Type: application/http", "Content-Transfer-Encoding: binary"]
     if content_id is not None:
@@ -145,14 +145,14 @@ def _http_part(op: Operation, root: str, content_id: int | None) -> str:
 def dataverse_batch(
     session: ODataSession,
     root: str,
-    operations: list[Operation],
+    operations: list[BatchRequest],
     *,
     changeset: bool = True,
     continue_on_error: bool = True,
-) -> list[OperationResult]:
+) -> list[BatchResponse]:
     """Run operations as multipart batches of at most 1,000; writes go in one atomic changeset per batch."""
     _check_origins(session, operations)
-    results: list[OperationResult] = []
+    results: list[BatchResponse] = []
     for chunk in _chunks(operations, DATAVERSE_MAX_OPERATIONS):
         batch_b = f"batch_{uuid.uuid4()}"
         parts: list[str] = []
@@ -190,10 +190,10 @@ def dataverse_batch(
         ordered = writes + [op for op in chunk if op not in writes]
         for op, (status, hdrs, payload) in zip(ordered, answers, strict=False):
             err = parse_error(status, payload, hdrs, method=op.method, url=op.url) if status >= 400 else None
-            results.append(OperationResult(op, status, hdrs, payload, err))
+            results.append(BatchResponse(op, status, hdrs, payload, err))
         if len(answers) < len(ordered):  # the batch stopped at a failure: the rest never ran
             for op in ordered[len(answers) :]:
-                results.append(OperationResult(op, 0, {}, None, None))
+                results.append(BatchResponse(op, 0, {}, None, None))
     return results
 
 

@@ -18,6 +18,7 @@ class EntityType:
     key: str | None
     properties: dict[str, str]  # property -> EDM type (enums: their qualified type name)
     navigation: dict[str, str] = field(default_factory=dict)  # nav property -> target type
+    max_length: dict[str, int] = field(default_factory=dict)  # text property -> its MaxLength, when given
 
 
 @dataclass
@@ -63,8 +64,13 @@ def parse_csdl(service: str, xml_text: str | bytes) -> ServiceMetadata:
             key_ref = et.find(f"{_EDM}Key/{_EDM}PropertyRef")
             props = {p.get("Name"): p.get("Type") for p in et.findall(f"{_EDM}Property")}
             navs = {n.get("Name"): n.get("Type") for n in et.findall(f"{_EDM}NavigationProperty")}
+            lengths = {
+                p.get("Name"): int(p.get("MaxLength"))
+                for p in et.findall(f"{_EDM}Property")
+                if (p.get("MaxLength") or "").isdigit()
+            }
             types[f"{ns}.{et.get('Name')}"] = EntityType(
-                et.get("Name"), key_ref.get("Name") if key_ref is not None else None, props, navs
+                et.get("Name"), key_ref.get("Name") if key_ref is not None else None, props, navs, lengths
             )
         for container in schema.findall(f"{_EDM}EntityContainer"):
             for es in container.findall(f"{_EDM}EntitySet"):

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from d365kit.bc import COMPANION, COUPLINGS, SYNC_JOB_ERRORS, SYNC_JOBS
 from d365kit.errors import D365Error, ODataError, SyncPlanError
-from d365kit.odata.batch import Operation as Request
+from d365kit.odata.batch import BatchRequest as Request
 from d365kit.sync import records, writers
 from d365kit.sync.journal import Journal, default_path
 from d365kit.sync.model import FINAL, Operation

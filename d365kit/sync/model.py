@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 KINDS = ("create", "update", "couple", "uncouple", "skip")
-DIRECTIONS = ("to_dataverse", "from_dataverse")
+SYNC_DIRECTIONS = ("to_dataverse", "from_dataverse")
 POLICIES = ("skip", "bc_wins", "dataverse_wins")  # BC's update-conflict resolution: None / Send / Get
 POLICY_DIRECTION = {"bc_wins": "to_dataverse", "dataverse_wins": "from_dataverse"}
 STATES = ("planned", "sent", "done", "failed", "conflict", "skipped")

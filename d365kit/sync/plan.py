@@ -29,7 +29,7 @@ from d365kit.sync import rules
 from d365kit.sync.build import MappingPlanner, field_named, link_dependencies
 from d365kit.sync.context import PlanContext
 from d365kit.sync.decide import decide
-from d365kit.sync.model import DIRECTIONS, IN_SYNC, KINDS, POLICIES, Operation
+from d365kit.sync.model import IN_SYNC, KINDS, POLICIES, SYNC_DIRECTIONS, Operation
 from d365kit.sync.order import dependency_order
 from d365kit.sync.values import allows
 from d365kit.systems import Systems
@@ -169,8 +169,8 @@ def _named(f: FieldMapping) -> str:
 
 def check_direction(m: TableMapping, direction: str | None, fields: Iterable[str] | None = None) -> None:
     """Refuse a direction that ``m`` or one of the named ``fields`` does not allow (naming both)."""
-    if direction is not None and direction not in DIRECTIONS:
-        raise SyncPlanError(f"direction must be one of {DIRECTIONS} or None, not {direction!r}")
+    if direction is not None and direction not in SYNC_DIRECTIONS:
+        raise SyncPlanError(f"direction must be one of {SYNC_DIRECTIONS} or None, not {direction!r}")
     chosen = [field_named(m, n) for n in fields or ()]
     if direction is None:
         return
@@ -193,7 +193,7 @@ def check_operations(catalog: Catalog, operations: Iterable[Operation]) -> None:
         if op.write is None:
             continue
         m = catalog[op.mapping]
-        if op.direction not in DIRECTIONS:
+        if op.direction not in SYNC_DIRECTIONS:
             raise SyncDirectionError(f"mapping {m.name}: operation {op.op_id} writes without a direction")
         check_direction(m, op.direction)
         for name in op.fields:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from d365kit.errors import ODataError
-from d365kit.odata.batch import Operation as Request
-from d365kit.odata.batch import OperationResult
+from d365kit.odata.batch import BatchRequest as Request
+from d365kit.odata.batch import BatchResponse
 from d365kit.sync.model import Operation
 from d365kit.sync.values import same
 from d365kit.systems import Systems
@@ -86,7 +86,7 @@ def _message(error: ODataError | Exception | None, status: int) -> tuple[str, st
     return str(status), str(error or f"HTTP {status}")
 
 
-def _outcome(op: Operation, result: OperationResult) -> Outcome:
+def _outcome(op: Operation, result: BatchResponse) -> Outcome:
     status, body = result.status, result.body if isinstance(result.body, dict) else {}
     if result.ok and status:
         etag = body.get("@odata.etag") or result.headers.get("ETag") or result.headers.get("etag")
