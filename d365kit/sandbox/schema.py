@@ -44,6 +44,21 @@ class Prop:
     enum: tuple[str, ...] | None = None  # BC: allowed wire values (spaces spelled _x0020_)
     options: tuple[tuple[int, str], ...] | None = None  # Dataverse choice: (value, label) for FormattedValue
     default: object = None  # value stored when a create omits the property
+    # Dataverse attribute metadata (EntityDefinitions/Attributes; docs/sandbox.md#entity-definitions).
+    # None/defaults for BC. attribute_type: AttributeType name (String, Memo, Picklist, State, Status,
+    # Lookup, Customer, Owner, DateTime, Money, Decimal, Double, Integer, BigInt, Boolean, Uniqueidentifier,
+    # EntityName, Virtual); required_level: None/SystemRequired/ApplicationRequired/Recommended;
+    # date_behavior: UserLocal/DateOnly/TimeZoneIndependent; format: the attribute's Format (Email, Url,
+    # Phone, Text, TextArea, DateOnly, DateAndTime, ...); option_set: a global option set's name if shared.
+    attribute_type: str | None = None
+    schema_name: str | None = None
+    display_name: str | None = None
+    required_level: str = "None"
+    date_behavior: str | None = None
+    format: str | None = None
+    option_set: str | None = None
+    valid_for_create: bool = True
+    valid_for_update: bool = True
 
     def __post_init__(self) -> None:
         if self.edm not in EDM_TYPES:
@@ -100,6 +115,13 @@ class EntitySet:
     logical_name: str | None = None  # Dataverse entity logical name (EntityDefinitions); = type_name
     modified_prop: str | None = None  # property stamped with the modification time on every write
     created_prop: str | None = None  # property stamped with the creation time on create
+    # Dataverse table metadata (EntityDefinitions; docs/sandbox.md#entity-definitions)
+    schema_name: str | None = None  # e.g. "Account"
+    object_type_code: int | None = None  # e.g. 1 for account
+    primary_image: str | None = None  # PrimaryImageAttribute, e.g. "entityimage"
+    is_activity: bool = False
+    ownership_type: str | None = None  # UserOwned, OrganizationOwned, ...
+    alternate_keys: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (key logical name, attribute names)
     _by_name: dict[str, Prop] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
