@@ -45,6 +45,7 @@ from d365kit import matching
 from d365kit.compare import field_differs
 from d365kit.document import Document, cell
 from d365kit.errors import D365Error, UnknownNameError, UsageError
+from d365kit.explain import explain
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
 from d365kit.mapping.transforms import (
     LookupTransform,
@@ -87,6 +88,8 @@ RECORD_COLUMNS = (
     "fields",
     "bc_fields",
     "reason",
+    "next_sync",
+    "action",
     "last_synch_result",
     "last_synch_crm_result",
     "bc_modified_on",
@@ -831,7 +834,7 @@ def _steps(
     for col in RECORD_COLUMNS:
         if col not in out.columns:
             out[col] = pd.NA
-    out = _attach_matches(out[list(RECORD_COLUMNS)], candidates)
+    out = explain(_attach_matches(out[list(RECORD_COLUMNS)], candidates), m)
     read = {"bc": len(bc), "dataverse": len(dv), "couplings": len(relevant)}
     return ReconcileResult(m, out, values, candidates, diff, scope, read, time.perf_counter() - started)
 

@@ -340,3 +340,45 @@ def test_a_run_over_many_mappings_finds_what_single_runs_find(ws):
             result.records.sort_values(["category", "bc_id", "dataverse_id"]).reset_index(drop=True),
             alone.records.sort_values(["category", "bc_id", "dataverse_id"]).reset_index(drop=True),
         )
+
+
+def test_every_record_not_in_sync_says_why_what_next_and_what_to_do(pristine):
+    _, _, results = pristine
+    seen = set()
+    for result in results.values():
+        out = result.records[result.records["category"] != "in_sync"]
+        for column in ("reason", "next_sync", "action"):
+            empty = out[out[column].fillna("").eq("")]
+            assert empty.empty, f"{result.mapping.name}: {column} empty for {empty['category'].unique()}"
+        seen |= set(out["category"])
+        assert (
+            result.records.loc[result.records["category"] == "in_sync", "next_sync"].fillna("").eq("").all()
+        )
+    assert seen == set(CATEGORIES) - {"in_sync"}
+
+
+def test_next_sync_follows_the_mappings_own_settings(pristine):
+    """The same records under other conflict settings and Synch. Only Coupled Records off."""
+    import dataclasses
+
+    from d365kit.explain import explain
+
+    _, _, results = pristine
+    result = results["CUSTOMER"]
+    default = result.records.groupby("category")["next_sync"].first()
+    assert "Update-Conflict Resolution: None" in default["conflict"]
+    assert "Deletion-Conflict Resolution: None" in default["coupled_missing_dataverse"]
+    assert "Synch. Only Coupled Records is on" in default["uncoupled_bc"]
+    tenant = dataclasses.replace(
+        result.mapping,
+        update_conflict="Get Update from Integration",
+        deletion_conflict="Restore Records",
+        synch_only_coupled=False,
+    )
+    other = explain(result.records, tenant).groupby("category")["next_sync"].first()
+    assert "overwrites BC with the Dataverse values" in other["conflict"]
+    assert "re-creates the Dataverse row" in other["coupled_missing_dataverse"]
+    assert "creates it in Dataverse" in other["uncoupled_bc"] and "duplicate" in other["uncoupled_bc"]
+    one_way = explain(result.records, dataclasses.replace(result.mapping, direction="to_dataverse"))
+    pending_dv = one_way[(one_way["category"] == "pending") & (one_way["changed_side"] == "dataverse")]
+    assert len(pending_dv) and pending_dv["next_sync"].str.startswith("never fixed by BC's sync").all()

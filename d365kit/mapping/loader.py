@@ -280,6 +280,8 @@ def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = N
             fields=tuple(live_fields),
             dependencies=tuple(d for d in _text(row.get("dependencyFilter")).split("|") if d),
             synch_only_coupled=bool(row.get("synchOnlyCoupledRecords", default.synch_only_coupled)),
+            update_conflict=_text(row.get("updateConflictResolution")).replace("_x0020_", " ").strip() or "None",
+            deletion_conflict=_text(row.get("deletionConflictResolution")).replace("_x0020_", " ").strip() or "None",
             bc_table_view=_text(row.get("tableFilter")),
             dv_table_view=_text(row.get("integrationTableFilter")),
         )

@@ -86,6 +86,10 @@ class TableMapping:
     dv_lookup_types: dict[str, str] = field(default_factory=dict)
     dependencies: tuple[str, ...] = ()
     synch_only_coupled: bool = True
+    # BC's conflict settings (table 5335 fields 25/26; docs/reconcile.md#bc-integration-facts): None
+    # (the record fails), Send Update to Integration / Get Update from Integration; Restore Records / Remove Coupling
+    update_conflict: str = "None"
+    deletion_conflict: str = "None"
     bc_modified: str | None = "lastModifiedDateTime"
     dv_modified: str = "modifiedon"
     lookup_fallback: str | None = None  # Dataverse field matched on the BC key when BC has no such row (LCY)
