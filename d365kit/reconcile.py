@@ -46,7 +46,7 @@ from d365kit.compare import field_differs
 from d365kit.document import Document, cell
 from d365kit.errors import D365Error, UnknownNameError, UsageError
 from d365kit.explain import explain
-from d365kit.mapping import Catalog, FieldMapping, TableMapping, check, dv_column, load_catalog
+from d365kit.mapping import STATIC, Catalog, FieldMapping, TableMapping, check, dv_column
 from d365kit.mapping.transforms import (
     LookupTransform,
     OptionTransform,
@@ -647,6 +647,7 @@ class ReconcileResult:
     scope: str
     read: dict[str, int]
     seconds: float
+    setup: str = STATIC  # where the mapping came from: the tenant's own setup or the built-in fallback
 
     def summary(self) -> pd.DataFrame:
         """Records per category (every category, zeros included), in the contract's order."""
@@ -686,7 +687,8 @@ class ReconcileResult:
             f"Reconcile {m.name}",
             [
                 f"BC {m.bc_table or m.bc_entity} ({m.bc_entity}) <-> Dataverse {m.dv_table or m.dv_entity} "
-                f"({m.dv_entity}), {m.direction}; {self.scope}; read {self.read} in {self.seconds:.1f} s."
+                f"({m.dv_entity}), {m.direction}; {self.scope}; read {self.read} in {self.seconds:.1f} s.",
+                f"Compared by {self.setup}.",
             ],
         )
         doc.add("Summary", self.summary()).add(
@@ -806,10 +808,10 @@ def _steps(
 ) -> Generator[Wants, list[pd.DataFrame | None], ReconcileResult]:
     """One mapping's reconcile, pausing once to have its remaining by-id reads answered (see ``_read``)."""
     started = time.perf_counter()
-    catalog = catalog or load_catalog()
+    catalog = catalog or systems.catalog()
     m = mapping if isinstance(mapping, TableMapping) else catalog[mapping]
     if m.name not in catalog or catalog[m.name] is not m:
-        catalog = Catalog({**catalog.mappings, m.name: m}, catalog.options, catalog.warnings)
+        catalog = catalog.with_mapping(m)
     refs = [catalog[f.transform[7:]] for f in m.compared if f.transform and f.transform.startswith("lookup:")]
     check(catalog, systems.bc, systems.dataverse, [m.name, *dict.fromkeys(r.name for r in refs)])
     ledger = systems.ledger() if couplings is None else ledgers.normalize(couplings)
@@ -836,7 +838,8 @@ def _steps(
             out[col] = pd.NA
     out = explain(_attach_matches(out[list(RECORD_COLUMNS)], candidates), m)
     read = {"bc": len(bc), "dataverse": len(dv), "couplings": len(relevant)}
-    return ReconcileResult(m, out, values, candidates, diff, scope, read, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return ReconcileResult(m, out, values, candidates, diff, scope, read, seconds, catalog.source)
 
 
 def _answer(wants: Wants) -> list[pd.DataFrame | None]:
@@ -899,7 +902,7 @@ def reconcile_many(
     """``reconcile`` for several mappings in one run: shared reads once (``Systems``), and every mapping's
     by-id reads of coupled rows outside its scope sent together, one ``$batch`` per service."""
     chosen = list(mappings)
-    catalog = catalog or load_catalog()
+    catalog = catalog or systems.catalog()
     started = []
     for m in tqdm(chosen, desc="reconcile", unit=" mapping", disable=not progress, delay=2):
         steps = _steps(systems, m, since, None, catalog, couplings, None, 85.0, False)

@@ -19,6 +19,7 @@ from d365kit import couplings as ledgers
 from d365kit.bc import STANDARD, BCClient
 from d365kit.dataverse import DataverseClient
 from d365kit.errors import NotFoundError
+from d365kit.mapping import Catalog, load_catalog, load_live
 from d365kit.odata.query import Query
 
 
@@ -36,6 +37,17 @@ class Systems:
         if "ledger" not in self._memo:
             self._memo["ledger"] = ledgers.from_companion(self.bc)
         return self._memo["ledger"]
+
+    def catalog(self) -> Catalog:
+        """The tenant's own setup (table and field mappings through the companion API, named in API terms
+        with the built-in catalog's help) when the companion extension is installed, else the built-in
+        catalog, which says so in ``source``. Read once per run."""
+        if "catalog" not in self._memo:
+            base = load_catalog()
+            self._memo["catalog"] = (
+                load_live(self.bc, self.dataverse, base) if self.bc.companion_installed() else base
+            )
+        return self._memo["catalog"]
 
     def own_company(self) -> str:
         """The ``bcbi_companyid`` of the BC company: ``bcbi_externalid`` is the company's id (the BC test

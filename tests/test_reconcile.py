@@ -6,6 +6,7 @@ Each fixture here runs its own sandbox, so other tests' scratch writes cannot di
 
 from __future__ import annotations
 
+import html
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -382,3 +383,18 @@ def test_next_sync_follows_the_mappings_own_settings(pristine):
     one_way = explain(result.records, dataclasses.replace(result.mapping, direction="to_dataverse"))
     pending_dv = one_way[(one_way["category"] == "pending") & (one_way["changed_side"] == "dataverse")]
     assert len(pending_dv) and pending_dv["next_sync"].str.startswith("never fixed by BC's sync").all()
+
+
+def test_results_say_whose_setup_they_compare_by(pristine):
+    """The tenant's own setup when the companion is there; the static catalog, labelled, otherwise."""
+    from d365kit.mapping import STATIC, TENANT, load_catalog
+
+    ws, _, results = pristine
+    assert results["CUSTOMER"].setup == TENANT
+    assert "the tenant's own integration setup" in html.unescape(results["CUSTOMER"].to_html())
+    static = ws.reconcile("CURRENCY", catalog=load_catalog(), progress=False)
+    assert (
+        static.setup == STATIC
+        and "static catalog" in static.to_html()
+        and "static catalog" in static.to_text()
+    )

@@ -38,6 +38,7 @@ from d365kit.mapping.model import (
     BC_DIRECTIONS,
     COMPARE_KINDS,
     DIRECTIONS,
+    TENANT,
     Catalog,
     FieldMapping,
     OptionMap,
@@ -280,12 +281,14 @@ def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = N
             fields=tuple(live_fields),
             dependencies=tuple(d for d in _text(row.get("dependencyFilter")).split("|") if d),
             synch_only_coupled=bool(row.get("synchOnlyCoupledRecords", default.synch_only_coupled)),
-            update_conflict=_text(row.get("updateConflictResolution")).replace("_x0020_", " ").strip() or "None",
-            deletion_conflict=_text(row.get("deletionConflictResolution")).replace("_x0020_", " ").strip() or "None",
+            update_conflict=_text(row.get("updateConflictResolution")).replace("_x0020_", " ").strip()
+            or "None",
+            deletion_conflict=_text(row.get("deletionConflictResolution")).replace("_x0020_", " ").strip()
+            or "None",
             bc_table_view=_text(row.get("tableFilter")),
             dv_table_view=_text(row.get("integrationTableFilter")),
         )
-    return Catalog(mappings, base.options, tuple(warnings))
+    return Catalog(mappings, base.options, tuple(warnings), source=TENANT)
 
 
 # -- validation ------------------------------------------------------------------------------------

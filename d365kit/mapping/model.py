@@ -9,6 +9,7 @@ extension publishes it, and left out of every comparison until then.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import Literal
@@ -132,13 +133,27 @@ class OptionMap:
     bc_entity: str | None = None
 
 
+# Where a catalog's mappings come from: said in every result and report built on it.
+STATIC = (
+    "BC's default integration setup (static catalog): the tenant's own mappings, filters and rules "
+    "were not read"
+)
+TENANT = "the tenant's own integration setup (read through the companion API)"
+
+
 @dataclass(frozen=True)
 class Catalog:
-    """A set of table mappings (by name) and the option maps their transforms use."""
+    """A set of table mappings (by name) and the option maps their transforms use; ``source`` says
+    whether they are the tenant's own (``TENANT``) or the built-in fallback (``STATIC``)."""
 
     mappings: dict[str, TableMapping]
     options: dict[str, OptionMap] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    source: str = STATIC
+
+    def with_mapping(self, m: TableMapping) -> Catalog:
+        """This catalog with ``m`` added or replacing the mapping of its name."""
+        return dataclasses.replace(self, mappings={**self.mappings, m.name: m})
 
     def __getitem__(self, name: str) -> TableMapping:
         try:
