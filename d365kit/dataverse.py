@@ -340,6 +340,33 @@ class DataverseClient:
             frames.append(indexed(rows_to_frame(got, types, [*columns, "_etag"], renames), key))
         return frames
 
+    def option_values(self, entity_set: str) -> dict[str, dict[str, int]]:
+        """Choice columns of ``entity_set`` (picklist, state, status): attribute -> {label: value}, from
+        ``EntityDefinitions(...)/Attributes/Microsoft.Dynamics.CRM.EnumAttributeMetadata`` with the option
+        sets expanded (one request; the base type of every choice column). Empty when the service does not
+        answer it. Cached per client."""
+        cache = self.__dict__.setdefault("_options", {})
+        if entity_set not in cache:
+            logical = self.metadata().entity(entity_set).name
+            url = (
+                f"{self.root}EntityDefinitions(LogicalName='{logical}')/Attributes/"
+                "Microsoft.Dynamics.CRM.EnumAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options)"
+            )
+            found: dict[str, dict[str, int]] = {}
+            try:
+                for attribute in self.session.request("GET", url).json()["value"]:
+                    options = (attribute.get("OptionSet") or {}).get("Options") or []
+                    found[attribute["LogicalName"]] = {
+                        str(((o.get("Label") or {}).get("UserLocalizedLabel") or {}).get("Label")): int(
+                            o["Value"]
+                        )
+                        for o in options
+                    }
+            except (ODataError, KeyError, ValueError, TypeError):
+                found = {}
+            cache[entity_set] = found
+        return cache[entity_set]
+
     def writable_attributes(self, entity_set: str) -> dict[str, set[str]] | None:
         """The attributes valid for create and for update (``IsValidForCreate``/``IsValidForUpdate`` of
         ``EntityDefinitions(...)/Attributes``); None when the service does not say (then try them all)."""

@@ -206,7 +206,7 @@ def _bc_side(systems: Systems, m: TableMapping, progress: bool) -> _Side:
         "BC " + m.bc_entity,
         "id",
         select,
-        Filter(m.bc_filter) if m.bc_filter else None,
+        Filter(m.bc_scope) if m.bc_scope else None,
         lambda q: bc.frames(m.bc_entity, q, page_size=PAGE, api=m.api_path),
         lambda ids, scope: ByIds(m.bc_entity, ids, select, scope, api=m.api_path),
         bc.rows_by_id_many,
@@ -293,7 +293,7 @@ class _Context:
         key = ref.bc_key or "id"
         # a lookup table without filters is read with its own mapping's columns, so that mapping's side
         # (earlier or later in the run) and this lookup share one read
-        columns = _bc_select(ref) if not ref.bc_filter else ("id", key)
+        columns = _bc_select(ref) if not ref.bc_scope else ("id", key)
         bc_rows = self.systems.bc_frame(ref.bc_entity, columns, api=ref.api_path)
         fallback = None
         if ref.lookup_fallback:
@@ -703,6 +703,7 @@ class ReconcileResult:
                 doc.add(
                     f"{c} ({len(frame)})", frame[[col for col in frame.columns if shown[col].ne("").any()]]
                 )
+        doc.notes += [f"Filter not translated: {problem}" for problem in m.filter_problems]
         if m.unreachable:
             names = ", ".join(f"{f.caption} -> {f.dv}" for f in m.unreachable)
             doc.notes.append(f"Not compared (no API exposes the BC field; companion only): {names}")

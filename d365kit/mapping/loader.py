@@ -33,6 +33,7 @@ import pandas as pd
 from d365kit.bc import BCClient
 from d365kit.dataverse import DataverseClient
 from d365kit.errors import CatalogError, D365Error
+from d365kit.mapping.filters import translate
 from d365kit.mapping.model import (
     BC_APIS,
     BC_DIRECTIONS,
@@ -249,6 +250,50 @@ def _live_field(row: pd.Series, default: TableMapping, bc_props: Iterable[str]) 
     )
 
 
+def _bc_property(caption: str, properties: Iterable[str]) -> str | None:
+    """A BC field caption's API property: same spelling, or with "No." read as "Number" (Company No.)."""
+    return guess_bc_property(caption, properties) or guess_bc_property(
+        re.sub(r"\bNo\.?$", "Number", caption.strip()), properties
+    )
+
+
+def _scopes(
+    default: TableMapping,
+    row: pd.Series,
+    bc_et: EntityType | None,
+    dataverse: DataverseClient,
+    dv_entity: str,
+) -> dict[str, Any]:
+    """The tenant's Table Filter and Integration Table Filter as the mapping's OData scope. A filter that
+    cannot be translated keeps the default's for that side and is named in ``filter_problems``."""
+    bc_view, dv_view = _text(row.get("tableFilter")), _text(row.get("integrationTableFilter"))
+    props = bc_et.properties if bc_et else {}
+    bc_t = translate(bc_view, lambda c: _bc_property(c, props), props, lambda p, label: None)
+    dv_et = dataverse.metadata().entity_sets.get(dv_entity)
+    dv_props = dv_et.properties if dv_et else {}
+
+    def option(prop: str, label: str) -> int | None:
+        return dataverse.option_values(dv_entity).get(prop, {}).get(label)
+
+    dv_t = translate(dv_view, lambda c: dv_column(dv_et, c.lower()) if dv_et else None, dv_props, option)
+    out: dict[str, Any] = {"bc_table_view": bc_view, "dv_table_view": dv_view}
+    problems = []
+    if bc_t.problem:
+        problems.append(f"Table Filter {bc_view}: {bc_t.problem}; BC's default filter is used instead")
+    else:
+        out["bc_filter"] = bc_t.filter
+    if dv_t.problem:
+        problems.append(
+            f"Integration Table Filter {dv_view}: {dv_t.problem}; BC's default filter is used instead"
+        )
+    else:
+        out["dv_filter"] = dv_t.filter
+        out["dv_company_field"] = default.dv_company_field if dv_t.company else None
+        out["dv_lookup_types"] = dict(dv_t.lookup_types)
+    out["filter_problems"] = tuple(problems)
+    return out
+
+
 def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = None) -> Catalog:
     """The tenant's own mappings from the companion API, named in API terms with ``base``'s help."""
     base = base or load_catalog()
@@ -272,11 +317,14 @@ def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = N
         live_fields = [
             _live_field(r, default, bc_props.properties if bc_props else ()) for _, r in rows.iterrows()
         ]
+        dv_entity = dv_sets.get(_text(row.get("integrationTableName")), default.dv_entity)
+        scopes = _scopes(default, row, bc_props, dataverse, dv_entity)
         mappings[name] = dataclasses.replace(
             default,
             name=name,
             bc_table_id=table_id,
-            dv_entity=dv_sets.get(_text(row.get("integrationTableName")), default.dv_entity),
+            dv_entity=dv_entity,
+            **scopes,
             direction=BC_DIRECTIONS.get(_text(row.get("direction")), default.direction),  # type: ignore[arg-type]
             fields=tuple(live_fields),
             dependencies=tuple(d for d in _text(row.get("dependencyFilter")).split("|") if d),
@@ -285,8 +333,6 @@ def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = N
             or "None",
             deletion_conflict=_text(row.get("deletionConflictResolution")).replace("_x0020_", " ").strip()
             or "None",
-            bc_table_view=_text(row.get("tableFilter")),
-            dv_table_view=_text(row.get("integrationTableFilter")),
         )
     return Catalog(mappings, base.options, tuple(warnings), source=TENANT)
 
@@ -371,7 +417,7 @@ def _validate_mapping(
         for what, name in (("key", m.bc_key), ("modification time", m.bc_modified)):
             if name:
                 issues += _check_bc(m, bc_et, what, name, None)
-        issues += _check_filter(m, bc_et, m.bc_filter, "BC")
+        issues += _check_filter(m, bc_et, m.bc_scope, "BC")
     if dv_et is not None:
         issues += _check_dv(m, dv_et, "modification time", m.dv_modified, None)
         for name in (m.dv_company_field, m.lookup_fallback, *m.dv_lookup_types):

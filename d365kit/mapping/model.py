@@ -81,8 +81,10 @@ class TableMapping:
     bc_table: str = ""
     dv_table: str = ""
     bc_key: str | None = None
-    bc_filter: str | None = None
-    dv_filter: str | None = None
+    bc_filter: str | None = None  # the tenant's Table Filter, in OData terms
+    dv_filter: str | None = None  # the tenant's Integration Table Filter, in OData terms
+    bc_entity_filter: str | None = None  # what makes the API entity set the BC table (posted invoices only)
+    filter_problems: tuple[str, ...] = ()  # tenant filters that could not be translated (default kept)
     dv_company_field: str | None = None
     dv_lookup_types: dict[str, str] = field(default_factory=dict)
     dependencies: tuple[str, ...] = ()
@@ -96,6 +98,12 @@ class TableMapping:
     lookup_fallback: str | None = None  # Dataverse field matched on the BC key when BC has no such row (LCY)
     bc_table_view: str = ""  # BC's own filter text, as read from a live tenant (information only)
     dv_table_view: str = ""
+
+    @property
+    def bc_scope(self) -> str | None:
+        """The BC side's whole OData filter: the entity's own scope and the tenant's Table Filter."""
+        parts = [f for f in (self.bc_entity_filter, self.bc_filter) if f]
+        return " and ".join(f"({p})" for p in parts) if len(parts) > 1 else (parts[0] if parts else None)
 
     @property
     def api_path(self) -> str:
