@@ -131,7 +131,7 @@ class BCClient:
         props = self.metadata(api).entity(entity_set).properties
         columns = list(query.select) if query and query.select else list(props)
         for rows in self.pages(entity_set, query, page_size=page_size, api=api):
-            yield rows_to_frame(rows, props, columns)
+            yield rows_to_frame(rows, props, columns, source=entity_set)
 
     def empty_frame(self, entity_set: str, columns: list[str], api: str = STANDARD) -> pd.DataFrame:
         return rows_to_frame([], self.metadata(api).entity(entity_set).properties, columns)
@@ -217,7 +217,13 @@ class BCClient:
             columns = [*dict.fromkeys(["id", *r.columns]), "_etag"]
             frames.append(
                 indexed(
-                    rows_to_frame(got, self.metadata(r.api).entity(r.entity_set).properties, columns), "id"
+                    rows_to_frame(
+                        got,
+                        self.metadata(r.api).entity(r.entity_set).properties,
+                        columns,
+                        source=r.entity_set,
+                    ),
+                    "id",
                 )
             )
         return frames

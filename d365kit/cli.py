@@ -193,22 +193,78 @@ def _journal(args: argparse.Namespace) -> Path:
     return Path(args.journal).expanduser() if args.journal else default_path(args.profile)
 
 
-def cmd_sync_resume(args: argparse.Namespace) -> int:
-    """Finish a journaled sync run (killed, or with operations left to retry)."""
-    import d365kit
-    from d365kit.errors import SyncPlanError
+def _confirmed(ws: object, exc: Exception) -> bool:
+    """A production target without --yes: on a terminal, ask for the environment's name typed out."""
+    if not sys.stdin.isatty():
+        return False
+    environment = ws.profile.bc_environment  # type: ignore[attr-defined]
+    print(exc, file=sys.stderr)
+    answer = input(f"Type the BC environment's name ({environment}) to write there, anything else to stop: ")
+    return answer.strip() == environment
 
+
+def _sync_write(args: argparse.Namespace, write: object) -> int:
+    """Run ``write(ws, confirm)`` (an apply or a resume) and report it; exit 2 when refused (another target,
+    no confirmation), 3 when another run holds a lock."""
+    import d365kit
+    from d365kit.errors import ConfirmationRequired, SyncLockedError, SyncPlanError
+
+    ws = d365kit.connect(args.profile)
     try:
-        run = d365kit.connect(args.profile).resume(
-            args.run_id, journal=_journal(args), progress=not args.quiet
-        )
+        try:
+            run = write(ws, args.yes)  # type: ignore[operator]
+        except ConfirmationRequired as exc:
+            if not _confirmed(ws, exc):
+                print(f"{exc}\nNothing was written.", file=sys.stderr)
+                return 2
+            run = write(ws, True)  # type: ignore[operator]
+    except SyncLockedError as exc:
+        print(exc, file=sys.stderr)
+        return 3
     except SyncPlanError as exc:
         print(exc, file=sys.stderr)
         return 2
+    finally:
+        ws.close()
     print(f"run {run.run_id}: " + ", ".join(f"{k} {v}" for k, v in run.counts.items()))
+    states = run.operations["state"].value_counts()
+    print("operations: " + ", ".join(f"{state} {n}" for state, n in states.items()))
     for warning in run.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0 if run.ok else 1
+
+
+def cmd_sync_apply(args: argparse.Namespace) -> int:
+    """Apply a plan saved with ``SyncPlan.save`` (on the target it was made on)."""
+    from d365kit.sync import SyncPlan
+
+    plan = SyncPlan.load(args.plan)
+    return _sync_write(
+        args,
+        lambda ws, confirm: ws.apply(
+            plan,
+            journal=_journal(args),
+            progress=not args.quiet,
+            confirm=confirm,
+            wait=args.wait,
+            stale=args.stale,
+        ),
+    )
+
+
+def cmd_sync_resume(args: argparse.Namespace) -> int:
+    """Finish a journaled sync run (killed, or with operations left to retry)."""
+    return _sync_write(
+        args,
+        lambda ws, confirm: ws.resume(
+            args.run_id,
+            journal=_journal(args),
+            progress=not args.quiet,
+            confirm=confirm,
+            wait=args.wait,
+            stale=args.stale,
+        ),
+    )
 
 
 def cmd_sync_runs(args: argparse.Namespace) -> int:
@@ -315,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     sync = sub.add_parser(
-        "sync", help="selective sync runs: resume an interrupted one, list the journaled ones"
+        "sync", help="selective sync runs: apply a saved plan, resume an interrupted run, list the runs"
     )
     ysub = sync.add_subparsers(dest="sync_command", required=True)
 
@@ -326,12 +382,39 @@ def build_parser() -> argparse.ArgumentParser:
             help="journal file (default: $D365KIT_JOURNAL, else ~/.local/share/d365kit/journal/<profile>.sqlite)",
         )
 
+    def write_args(p: argparse.ArgumentParser) -> None:
+        journal_args(p)
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--yes",
+            action="store_true",
+            help="write to a production target (the profile says production = true, or its BC environment is "
+            "not a sandbox) without asking",
+        )
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="wait this long for another run writing the same mappings (default: refuse at once)",
+        )
+        p.add_argument(
+            "--stale",
+            choices=("stop", "current"),
+            default="stop",
+            help="a source changed after planning: leave it stale (default) or write its current values",
+        )
+
+    apply = ysub.add_parser("apply", help="apply a plan saved with SyncPlan.save (a JSON file)")
+    apply.add_argument("plan", metavar="PLAN", help="the plan file")
+    write_args(apply)
+    apply.set_defaults(func=cmd_sync_apply)
+
     resume = ysub.add_parser(
         "resume", help="finish a sync run from its journal (no duplicates, nothing lost)"
     )
     resume.add_argument("run_id", metavar="RUN_ID", help="the run's id (see `d365kit sync runs`)")
-    journal_args(resume)
-    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+    write_args(resume)
     resume.set_defaults(func=cmd_sync_resume)
 
     runs = ysub.add_parser("runs", help="list the journaled sync runs, newest first")

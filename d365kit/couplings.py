@@ -26,6 +26,10 @@ carry braces; "Yes"/"No" booleans; times without an offset are read in ``tz``, d
 timezone BC's export writes is UNVERIFIED), and ``from_journal(path)`` (d365kit's SQLite journal,
 table ``couplings`` as ``JOURNAL_DDL`` defines it). Excel files need ``openpyxl``, which d365kit does not
 install: save the page as CSV, or install it.
+
+A last-sync time that pandas cannot hold (outside 1677-09-21 .. 2262-04-11, e.g. ``9999-12-31T23:59:59Z``)
+or that does not parse reads as NaT with a ``d365kit.frames.DataWarning`` naming the source, the column
+and the coupling; it never sinks the ledger (or a reconcile that reads it).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import pandas as pd
 
 from d365kit.bc import COMPANION, COUPLINGS
 from d365kit.errors import ConfigError, LedgerError
-from d365kit.frames import rows_to_frame
+from d365kit.frames import in_range, rows_to_frame, warn_lost
 from d365kit.odata.query import Q, Query
 
 COUPLING_SET = COUPLINGS
@@ -104,14 +108,17 @@ CREATE TABLE IF NOT EXISTS couplings (
 )
 """
 _TRUE = {"true", "yes", "1", "y"}
+_OFFSET = r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:[Zz]|UTC|[+-]\d{2}(?::?\d{2})?)$"  # a time with its offset
 
 
 def empty_ledger() -> pd.DataFrame:
     return normalize(pd.DataFrame({c: pd.Series(dtype="object") for c in LEDGER_COLUMNS}))
 
 
-def normalize(frame: pd.DataFrame, *, tz: str = "UTC") -> pd.DataFrame:
-    """Coerce ``frame`` (ledger column names) to the ledger dtypes; missing optional columns become NA."""
+def normalize(frame: pd.DataFrame, *, tz: str = "UTC", source: str | None = None) -> pd.DataFrame:
+    """Coerce ``frame`` (ledger column names) to the ledger dtypes; missing optional columns become NA.
+
+    ``source`` names where the rows came from in a ``DataWarning`` about a time read as NaT."""
     out: dict[str, pd.Series] = {}
     n = len(frame)
     for col, dtype in LEDGER_COLUMNS.items():
@@ -120,7 +127,7 @@ def normalize(frame: pd.DataFrame, *, tz: str = "UTC") -> pd.DataFrame:
             s = s.astype("string").str.strip().str.strip("{}").str.lower()
             s = s.mask(s == "")
         elif col in _TIMES:
-            s = _times(s, tz)
+            s = _times(s, tz, column=col, source=source, keys=_keys(out))
         elif col == "table_id":
             s = pd.to_numeric(s, errors="coerce").astype("Int64")
         elif col == "skipped":
@@ -141,18 +148,42 @@ def normalize(frame: pd.DataFrame, *, tz: str = "UTC") -> pd.DataFrame:
     return ledger
 
 
-def _times(s: pd.Series, tz: str) -> pd.Series:
-    """UTC timestamps; BC's blank date (``0001-01-01``, "never synchronized") and anything before 1900 -> NaT."""
+def _keys(out: dict[str, pd.Series]) -> pd.Series:
+    """The coupling each row is, for a warning: its id, else ``<bc_id>:<dataverse_id>``."""
+    pair = out["bc_id"].fillna("?") + ":" + out["dataverse_id"].fillna("?")
+    return out["coupling_id"].fillna(pair).rename("coupling")
+
+
+def _times(
+    s: pd.Series,
+    tz: str,
+    *,
+    column: str = "time",
+    source: str | None = None,
+    keys: pd.Series | None = None,
+) -> pd.Series:
+    """UTC timestamps; BC's blank date (``0001-01-01``, "never synchronized") and anything before 1900 -> NaT.
+
+    A value pandas cannot hold (after 2262-04-11) or that does not parse -> NaT with a ``DataWarning``."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         parsed = s.dt.tz_convert("UTC")
+        unread = pd.Series(False, index=s.index)
     else:
-        parsed = pd.to_datetime(
-            s.astype("string").str.strip().replace("", pd.NA), errors="coerce", format="mixed"
-        )
-        if getattr(parsed.dt, "tz", None) is None:
-            parsed = parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        parsed = parsed.dt.tz_convert("UTC")
-    parsed = parsed.where(parsed.dt.year >= 1900)
+        text = s.astype("string").str.strip().replace("", pd.NA)
+        aware = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+        naive = text.notna() & ~aware
+        parts = []  # values with an offset and values without one may share a file: parse each kind apart
+        if aware.any():
+            parts.append(pd.to_datetime(text[aware], errors="coerce", format="mixed", utc=True))
+        if naive.any():
+            local = pd.to_datetime(text[naive], errors="coerce", format="mixed")
+            parts.append(local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC"))
+        parsed = (pd.concat(parts) if parts else pd.Series(dtype="datetime64[ns, UTC]")).reindex(s.index)
+        unread = text.notna() & parsed.isna()
+    ok = in_range(parsed)
+    early = (parsed.dt.year < 1900).fillna(False).astype(bool)  # BC's blank: NaT without a word
+    warn_lost((~ok & ~early) | unread, s, column, source=source, keys=keys)
+    parsed = parsed.where(ok & ~early)
     return parsed.astype("datetime64[ns, UTC]")
 
 
@@ -163,7 +194,12 @@ def from_companion(bc: Any, table_ids: list[int] | tuple[int, ...] | None = None
         query = query.where(Q.any_of("tableId", sorted(set(table_ids))))
     types = bc.metadata(COMPANION).entity(COUPLING_SET).properties
     pages = [  # typed page by page, so only one page of JSON is held at a time
-        normalize(rows_to_frame(rows, types, list(COMPANION_COLUMNS)).rename(columns=COMPANION_COLUMNS))
+        normalize(
+            rows_to_frame(rows, types, list(COMPANION_COLUMNS), source=COUPLING_SET).rename(
+                columns=COMPANION_COLUMNS
+            ),
+            source=COUPLING_SET,
+        )
         for rows in bc.pages(COUPLING_SET, query, page_size=PAGE, api=COMPANION)
     ]
     ledger = pd.concat(pages, ignore_index=True) if pages else empty_ledger()
@@ -190,7 +226,7 @@ def from_file(path: str | Path, *, tz: str = "UTC") -> pd.DataFrame:
             f"{path.name}: no column(s) {', '.join(map(repr, missing))}; expected BC's captions "
             f"({', '.join(map(repr, PAGE_COLUMNS))}); found {', '.join(map(repr, raw.columns))}"
         )
-    ledger = normalize(raw.rename(columns=PAGE_COLUMNS), tz=tz)
+    ledger = normalize(raw.rename(columns=PAGE_COLUMNS), tz=tz, source=path.name)
     ledger.attrs["source"] = str(path)
     return ledger
 
@@ -205,7 +241,7 @@ def from_journal(path: str | Path) -> pd.DataFrame:
             )
     except sqlite3.OperationalError as exc:
         raise LedgerError(f"{path}: not a d365kit journal with a 'couplings' table ({exc})") from None
-    ledger = normalize(raw)
+    ledger = normalize(raw, source=str(path))
     ledger.attrs["source"] = str(path)
     return ledger
 

@@ -243,7 +243,9 @@ class DataverseClient:
             lookup_types=bool(renames),
             parallel=parallel,
         ):
-            yield rows_to_frame(rows, types, columns, renames)
+            yield rows_to_frame(
+                rows, types, columns, renames, source=entity_set, key=self.metadata().entity(entity_set).key
+            )
 
     def _frame_shape(
         self, entity_set: str, query: Query | None, lookup_types: tuple[str, ...]
@@ -337,35 +339,71 @@ class DataverseClient:
             key = self.metadata().entity(r.entity_set).key
             query = Query(select=tuple(dict.fromkeys([key, *r.columns])))
             types, columns, renames = self._frame_shape(r.entity_set, query, r.lookup_types)
-            frames.append(indexed(rows_to_frame(got, types, [*columns, "_etag"], renames), key))
+            frames.append(
+                indexed(
+                    rows_to_frame(got, types, [*columns, "_etag"], renames, source=r.entity_set, key=key), key
+                )
+            )
         return frames
 
-    def option_values(self, entity_set: str) -> dict[str, dict[str, int]]:
-        """Choice columns of ``entity_set`` (picklist, state, status): attribute -> {label: value}, from
-        ``EntityDefinitions(...)/Attributes/Microsoft.Dynamics.CRM.EnumAttributeMetadata`` with the option
-        sets expanded (one request; the base type of every choice column). Empty when the service does not
-        answer it. Cached per client."""
-        cache = self.__dict__.setdefault("_options", {})
-        if entity_set not in cache:
-            logical = self.metadata().entity(entity_set).name
-            url = (
-                f"{self.root}EntityDefinitions(LogicalName='{logical}')/Attributes/"
-                "Microsoft.Dynamics.CRM.EnumAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options)"
-            )
-            found: dict[str, dict[str, int]] = {}
+    def option_values(self, entity_set: str, attribute: str) -> dict[str, int]:
+        """{label: value} of a choice column: ``statecode``/``statuscode`` through their own metadata types,
+        any other through ``PicklistAttributeMetadata`` (Microsoft's documented query; the service refuses a
+        cast to their base type), all columns of that type of the table in one request. Empty when the
+        service does not answer. Cached per client, as ``$metadata`` is."""
+        kind = {"statecode": "State", "statuscode": "Status"}.get(attribute, "Picklist")
+        return self._options(entity_set, kind).get(attribute, {})
+
+    def _option_url(self, entity_set: str, kind: str) -> str:
+        logical = self.metadata().entity(entity_set).name
+        return (
+            f"EntityDefinitions(LogicalName='{logical}')/Attributes/"
+            f"Microsoft.Dynamics.CRM.{kind}AttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options)"
+        )
+
+    @staticmethod
+    def _option_labels(body: Any) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+        try:
+            for attribute in body["value"]:
+                options = (attribute.get("OptionSet") or {}).get("Options") or []
+                found[attribute["LogicalName"]] = {
+                    str(((o.get("Label") or {}).get("UserLocalizedLabel") or {}).get("Label")): int(
+                        o["Value"]
+                    )
+                    for o in options
+                }
+        except (KeyError, ValueError, TypeError):
+            return {}
+        return found
+
+    def _options(self, entity_set: str, kind: str) -> dict[str, dict[str, int]]:
+        cache = self.__dict__.setdefault("_option_cache", {})
+        if (entity_set, kind) not in cache:
             try:
-                for attribute in self.session.request("GET", url).json()["value"]:
-                    options = (attribute.get("OptionSet") or {}).get("Options") or []
-                    found[attribute["LogicalName"]] = {
-                        str(((o.get("Label") or {}).get("UserLocalizedLabel") or {}).get("Label")): int(
-                            o["Value"]
-                        )
-                        for o in options
-                    }
-            except (ODataError, KeyError, ValueError, TypeError):
-                found = {}
-            cache[entity_set] = found
-        return cache[entity_set]
+                body = self.session.request("GET", self.root + self._option_url(entity_set, kind)).json()
+            except ODataError:
+                body = None
+            cache[(entity_set, kind)] = self._option_labels(body)
+        return cache[(entity_set, kind)]
+
+    def prefetch_options(self, columns: Iterable[tuple[str, str]]) -> None:
+        """Read the option sets of several (entity set, attribute) choice columns in one ``$batch``, so
+        that ``option_values`` answers them from the cache."""
+        cache = self.__dict__.setdefault("_option_cache", {})
+        kinds = {"statecode": "State", "statuscode": "Status"}
+        wanted = list(dict.fromkeys((e, kinds.get(a, "Picklist")) for e, a in columns))
+        wanted = [w for w in wanted if w not in cache]
+        if not wanted:
+            return
+        try:
+            results = self.batch(
+                [BatchRequest("GET", self._option_url(e, k)) for e, k in wanted], changeset=False
+            )
+        except ODataError:
+            return
+        for key, result in zip(wanted, results, strict=True):
+            cache[key] = {} if result.error is not None else self._option_labels(result.body)
 
     def writable_attributes(self, entity_set: str) -> dict[str, set[str]] | None:
         """The attributes valid for create and for update (``IsValidForCreate``/``IsValidForUpdate`` of
@@ -511,7 +549,9 @@ class DataverseClient:
         if link is None:
             raise TransportError(f"Dataverse: change tracking on {entity_set} returned no @odata.deltaLink")
         columns = list(select) or list(et.properties)
-        return Changes(rows_to_frame(rows, et.properties, columns), deleted, link)
+        return Changes(
+            rows_to_frame(rows, et.properties, columns, source=entity_set, key=et.key), deleted, link
+        )
 
 
 __all__ = ["FORMATTED", "Changes", "DataverseClient", "bind"]

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from d365kit import couplings as ledgers
 from d365kit import matching
 from d365kit.compare import field_differs
+from d365kit.dataverse import DataverseClient
 from d365kit.document import Document, cell
 from d365kit.errors import D365Error, UnknownNameError, UsageError
 from d365kit.explain import explain
@@ -222,13 +223,18 @@ def _type_column(attribute: str) -> str:
     return f"{attribute}type"  # Dataverse's own name for a polymorphic lookup's target (parentcustomeridtype)
 
 
+def _dv_select(dataverse: DataverseClient, m: TableMapping) -> tuple[str, ...]:
+    et = dataverse.metadata().entity(m.dv_entity)
+    columns_read = [et.key, m.dv_modified, *(dv_column(et, a) for a in m.dv_lookup_types)]
+    columns_read += [dv_column(et, f.dv) for f in m.compared]
+    return tuple(dict.fromkeys(columns_read))  # type: ignore[arg-type]
+
+
 def _dv_side(systems: Systems, m: TableMapping, company: str | None, progress: bool) -> _Side:
     dataverse = systems.dataverse
     et = dataverse.metadata().entity(m.dv_entity)
     lookups = tuple(m.dv_lookup_types)
-    columns_read = [et.key, m.dv_modified, *(dv_column(et, a) for a in lookups)]
-    columns_read += [dv_column(et, f.dv) for f in m.compared]
-    select = tuple(dict.fromkeys(columns_read))
+    select = _dv_select(dataverse, m)
     empty = dataverse.empty_frame(m.dv_entity, list(select), lookups)
     columns = list(empty.columns)
     scope = Filter(m.dv_filter) if m.dv_filter else None
@@ -298,7 +304,9 @@ class _Context:
         fallback = None
         if ref.lookup_fallback:
             dv_key = self.systems.dataverse.metadata().entity(ref.dv_entity).key
-            dv_rows = self.systems.dataverse_frame(ref.dv_entity, (dv_key, ref.lookup_fallback))
+            whole = not (ref.dv_filter or ref.dv_company_field or ref.dv_lookup_types)
+            dv_columns = _dv_select(self.systems.dataverse, ref) if whole else (dv_key, ref.lookup_fallback)
+            dv_rows = self.systems.dataverse_frame(ref.dv_entity, dv_columns)
             dv_rows = dv_rows.dropna(subset=[ref.lookup_fallback]).drop_duplicates(ref.lookup_fallback)
             fallback = pd.Series(dv_rows[dv_key].to_numpy(), index=dv_rows[ref.lookup_fallback].to_numpy())
         couplings = ledgers.for_table(self.ledger, ref.bc_table_id)

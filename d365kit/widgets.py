@@ -26,6 +26,7 @@ from IPython.display import HTML
 from d365kit import charts, health, views
 from d365kit.errors import UsageError
 from d365kit.reconcile import COMPARED
+from d365kit.sync.target import counts as write_counts
 
 if TYPE_CHECKING:
     from d365kit.reconcile import ReconcileResult
@@ -225,7 +226,10 @@ def record_choices(result: ReconcileResult) -> list[tuple[str, str]]:
 class SyncPanel(Panel):
     """Selective sync of one reconcile result: choose records (or whole categories), a direction and a
     conflict policy; **Plan** shows the plan (nothing is written); **Apply** runs that plan and is enabled
-    only while the plan matches the current choices. ``plan`` and ``run`` hold the last of each."""
+    only while the plan matches the current choices. ``plan`` and ``run`` hold the last of each.
+
+    On a production target (``Profile.is_production``) the plan states the counts and the target, and
+    **Apply** writes only once the BC environment's name is typed into ``confirm`` (a typed confirmation)."""
 
     def __init__(self, ws: Workspace, result: ReconcileResult):
         self.ws, self.result = ws, result
@@ -242,12 +246,14 @@ class SyncPanel(Panel):
         self.conflict = W.Dropdown(options=CONFLICT_POLICIES, value="skip", description="Conflicts")
         self.plan_button = W.Button(description="Plan", button_style="info", icon="list")
         self.apply_button = W.Button(description="Apply", button_style="danger", icon="play", disabled=True)
+        self.confirm = W.Text(description="Confirm", placeholder="production: type the environment's name")
+        self.confirm.layout.display = "none"
         super().__init__(
             [
                 _heading(f"Selective sync · {result.mapping.name}"),
                 W.HBox([self.records, self.categories]),
                 W.HBox([self.direction, self.conflict]),
-                W.HBox([self.plan_button, self.apply_button]),
+                W.HBox([self.plan_button, self.apply_button, self.confirm]),
             ]
         )
         self.plan_button.on_click(lambda _: self.act("Plan", self._plan))
@@ -275,21 +281,49 @@ class SyncPanel(Panel):
             progress=False,
         )
         operations = self.plan.to_frame()
+        target = self.plan.target
+        production = target is not None and target.production
+        warning = (
+            [
+                HTML(
+                    f"<p><b>Production target</b>: {html.escape(str(target))}. This plan writes "
+                    f"{html.escape(write_counts(self.plan.operations))}. Type the BC environment's name "
+                    f"(<code>{html.escape(target.bc_environment)}</code>) into Confirm, then click Apply.</p>"
+                )
+            ]
+            if production
+            else []
+        )
         self.show(
             HTML(f"<h4>Plan (dry run: nothing written): {len(operations)} operation(s)</h4>"),
+            *warning,
             views.fig_plan(operations),
             self.plan.summary(),
             views.display_frame(operations),
         )
+        self.confirm.value = ""
+        self.confirm.layout.display = None if production else "none"
         self.apply_button.disabled = False
+        if production:
+            return "Planned for a production target: type the environment's name into Confirm, then Apply"
         return "Planned; click Apply to run this plan"
 
     def _apply(self) -> str:
         if self.plan is None:
             raise UsageError("no current plan: click Plan first")
+        target = self.plan.target
+        confirm = False
+        if target is not None and target.production:
+            if self.confirm.value.strip() != target.bc_environment:
+                raise UsageError(
+                    f"this plan writes to a production target ({target}): "
+                    f"{write_counts(self.plan.operations)}. Type {target.bc_environment!r} into Confirm to write"
+                )
+            confirm = True
         plan, self.plan = self.plan, None
         self.apply_button.disabled = True
-        self.run = self.ws.apply(plan)
+        self.confirm.value = ""
+        self.run = self.ws.apply(plan, confirm=confirm)
         self.show(HTML("<h4>Run</h4>"), self.run, views.display_frame(self.run.to_frame()))
         return f"Applied: {', '.join(f'{k} {n}' for k, n in self.run.counts.items() if n)}"
 

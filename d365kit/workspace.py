@@ -19,7 +19,7 @@ from d365kit.auth import TokenProvider
 from d365kit.bc import BCClient
 from d365kit.config import Profile
 from d365kit.dataverse import DataverseClient
-from d365kit.mapping import Catalog, TableMapping, load_catalog
+from d365kit.mapping import Catalog, TableMapping
 from d365kit.odata.session import ODataSession, PinnedSession
 from d365kit.profiles import get_profile
 from d365kit.reconcile import ReconcileResult, reconcile, reconcile_many
@@ -98,11 +98,10 @@ class Workspace:
         """Reconcile several mappings (every mapping of the catalog by default) in one run: the coupling
         ledger, the own company and the lookup tables are read once for all of them, and the by-id reads
         of coupled rows outside each mapping's scope go together (``d365kit.reconcile.reconcile_many``)."""
-        catalog = catalog or load_catalog()
+        systems = self.systems()
+        catalog = catalog or systems.catalog()
         chosen = list(mappings) if mappings is not None else list(catalog.names)
-        return reconcile_many(
-            self.systems(), chosen, since, catalog=catalog, couplings=couplings, progress=progress
-        )
+        return reconcile_many(systems, chosen, since, catalog=catalog, couplings=couplings, progress=progress)
 
     def plan_sync(
         self,
@@ -116,8 +115,12 @@ class Workspace:
         catalog: Catalog | None = None,
         couplings: pd.DataFrame | None = None,
         progress: bool = True,
+        truncate: bool = False,
+        journal: str | Path | None = None,
     ) -> SyncPlan:
-        """A dry run: what a selective sync would write (``d365kit.sync.plan_sync``). Nothing is written."""
+        """A dry run: what a selective sync would write (``d365kit.sync.plan_sync``). Nothing is written to
+        the services; unfinished work of earlier runs on these records (``journal``) is verified first.
+        The plan records this profile's target (production per ``Profile.is_production``)."""
         return plan_sync(
             self.systems(),
             selection,
@@ -129,6 +132,9 @@ class Workspace:
             catalog=catalog,
             couplings=couplings,
             progress=progress,
+            truncate=truncate,
+            production=self.profile.is_production,
+            journal=journal,
         )
 
     def apply(
@@ -139,11 +145,25 @@ class Workspace:
         progress: bool = True,
         batch_size: int | None = None,
         run_id: str | None = None,
+        confirm: bool = False,
+        wait: float = 0.0,
+        stale: str = "stop",
     ) -> SyncRun:
         """Write a plan, journaled (``d365kit.sync.apply``); ``journal`` defaults to ``$D365KIT_JOURNAL``,
-        else a per-user file for this profile."""
+        else a per-user file for this profile. Refused when the plan was made on another target; on a
+        production profile only with ``confirm=True``. ``wait``: seconds to wait for another run writing
+        the same mappings; ``stale``: ``stop`` or ``current`` for sources changed since planning."""
         return apply(
-            self.systems(), plan, journal=journal, progress=progress, batch_size=batch_size, run_id=run_id
+            self.systems(),
+            plan,
+            journal=journal,
+            progress=progress,
+            batch_size=batch_size,
+            run_id=run_id,
+            production=self.profile.is_production,
+            confirm=confirm,
+            wait=wait,
+            stale=stale,
         )
 
     def resume(
@@ -153,9 +173,23 @@ class Workspace:
         journal: str | Path | None = None,
         progress: bool = True,
         batch_size: int | None = None,
+        confirm: bool = False,
+        wait: float = 0.0,
+        stale: str = "stop",
     ) -> SyncRun:
-        """Finish an interrupted run from its journal (``d365kit.sync.resume``)."""
-        return resume(self.systems(), run_id, journal=journal, progress=progress, batch_size=batch_size)
+        """Finish an interrupted run from its journal (``d365kit.sync.resume``): refused when the run was
+        made on another target; on a production profile only with ``confirm=True``."""
+        return resume(
+            self.systems(),
+            run_id,
+            journal=journal,
+            progress=progress,
+            batch_size=batch_size,
+            production=self.profile.is_production,
+            confirm=confirm,
+            wait=wait,
+            stale=stale,
+        )
 
 
 def connect(

@@ -1,4 +1,4 @@
-"""Test helpers: msal clients and bearer tokens for the running sandbox.
+"""Test helpers: msal clients, bearer tokens and device-code sign-in for the running sandbox.
 
 msal's own ``verify=`` sets ``Session.verify``, which requests lets ``REQUESTS_CA_BUNDLE`` /
 ``CURL_CA_BUNDLE`` override; with such a variable set (as on many machines) msal would not trust the
@@ -70,6 +70,40 @@ def token(info: dict[str, Any], scope: str) -> str:
 def auth(info: dict[str, Any], scope: str) -> dict[str, str]:
     """``Authorization`` header for ``scope``."""
     return {"Authorization": f"Bearer {token(info, scope)}"}
+
+
+def approve_device_code(info: dict[str, Any], user_code: str) -> requests.Response:
+    """Sign the demo user in for ``user_code`` the way a person does: post the code to the verification page.
+
+    The sandbox asks nothing else (no password); until this happens, polling the token endpoint answers
+    ``authorization_pending``. Returns the page's answer (200 signed in; 400 unknown or expired code)."""
+    return requests.post(
+        f"{info['authority']}/oauth2/deviceauth",
+        data={"user_code": user_code},
+        verify=info["ca_bundle"],
+        timeout=10,
+        headers={"Connection": "close"},
+    )
+
+
+def sign_in_when_polled(sandbox: Any, user_code: str, timeout_s: float = 20.0) -> threading.Thread:
+    """A started thread that waits until the client has polled for ``user_code`` and been told
+    ``authorization_pending``, then approves it on the verification page (a user signing in meanwhile).
+    ``join()`` it; ``thread.result`` holds the page's status code (None when no poll came in time)."""
+    import time
+
+    def run() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if (sandbox.ctx.identity.device_polls(user_code) or 0) >= 1:
+                thread.result = approve_device_code(sandbox.info(), user_code).status_code  # type: ignore[attr-defined]
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=run, name=f"sign-in {user_code}", daemon=True)
+    thread.result = None  # type: ignore[attr-defined]
+    thread.start()
+    return thread
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import pytest
 import requests
 from helpers import PinnedSession, auth
 
-from d365kit.sandbox import schema
+from d365kit.sandbox import bc_pages, schema
 from d365kit.sandbox.bc_api import BCService
 from d365kit.sandbox.http import Headers, Req
 
@@ -174,7 +174,9 @@ def _all_scoped_sets() -> list[schema.EntitySet]:
 @pytest.mark.parametrize("es", _all_scoped_sets(), ids=lambda es: f"{es.service}.{es.name}")
 def test_every_entity_set_reads_completely_through_paging(request, sandbox, bc, companion, es, which):
     company_id = request.getfixturevalue(f"{which}_company")
-    expected = {r["id"] for r in sandbox.ctx.store.query(es, company=company_id)}
+    # customerFinancialDetails is a view of the Customer table, computed when read (bc_pages.py)
+    source = schema.BC["customers"] if bc_pages.touches_financial_details(es) else es
+    expected = {r["id"] for r in sandbox.ctx.store.query(source, company=company_id)}
     page = max(7, len(expected) // 20 + 1)
     rows = (bc if es.service == "bc" else companion).all_pages(f"companies({company_id})/{es.name}", page)
     ids = [r["id"] for r in rows]

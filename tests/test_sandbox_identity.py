@@ -13,7 +13,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from helpers import confidential_app, public_app
+from helpers import approve_device_code, confidential_app, public_app
 
 from d365kit.sandbox.context import BC_RESOURCE, DEMO_USER_OID, DEMO_USER_UPN
 from d365kit.sandbox.identity import TokenError
@@ -332,9 +332,7 @@ def test_unimplemented_endpoints_and_grants_answer_501(info):
 # -- device code flow --------------------------------------------------------------------------------
 
 
-def _approve(info: dict, user_code: str) -> requests.Response:
-    url = f"{info['authority']}/oauth2/deviceauth"
-    return requests.post(url, data={"user_code": user_code}, verify=info["ca_bundle"], timeout=10)
+_approve = approve_device_code  # the user signs in on the verification page (tests/helpers.py)
 
 
 def test_device_code_flow_with_msal(info, jwks):

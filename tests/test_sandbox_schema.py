@@ -76,6 +76,16 @@ BC_SETS = {
     ),
     "paymentTerms": ("code", "displayName", "dueDateCalculation", "discountPercent"),
     "shipmentMethods": ("code", "displayName"),
+    # page parts served as sets (issue #12; tests/test_sandbox_bc_fidelity.py)
+    "paymentMethods": ("code", "displayName"),
+    "defaultDimensions": (
+        "parentType",
+        "parentId",
+        "dimensionCode",
+        "dimensionValueCode",
+        "postingValidation",
+    ),
+    "customerFinancialDetails": ("number", "balance", "totalSalesExcludingTax", "overdueAmount"),
 }
 
 COMPANION_SETS = {
@@ -505,20 +515,38 @@ def test_dataverse_lookup_rows_name_their_navigations():
                     {"name": "one", "lookup": ["as"]},
                     {"name": "poly", "lookup": ["as", "bs"]},
                     {"name": "derived", "lookup": ["as"], "read_only": True},
+                    {"name": "owner", "targets": ["a", "team"], "lookup": ["as"], "attribute_type": "Owner"},
+                    {"name": "elsewhere", "targets": ["team"]},
                 ],
             },
         }
     }
     cs = schema_defs.dataverse_sets(data)[2]
-    assert [p.name for p in cs.props] == ["cid", "_one_value", "_poly_value", "_derived_value"]
+    assert [p.name for p in cs.props] == [
+        "cid",
+        "_one_value",
+        "_poly_value",
+        "_derived_value",
+        "_owner_value",
+        "_elsewhere_value",
+    ]
     assert all(cs.prop(p).read_only and cs.prop(p).edm == "Edm.Guid" for p in cs.prop_names[1:])
+    assert cs.prop("_owner_value").attribute_type == "Owner"
+    # writable lookups are bound (Lookup) and expandable; a read-only one is expandable only; a lookup with
+    # no served target has neither
     assert [(lk.nav, lk.column, lk.target) for lk in cs.lookups] == [
         ("one", "one", "as"),
         ("poly_a", "poly", "as"),
         ("poly_b", "poly", "bs"),
+        ("owner", "owner", "as"),
     ]
     assert [(n.name, n.local, n.remote) for n in cs.navs] == [
         ("one", "_one_value", "aid"),
         ("poly_a", "_poly_value", "aid"),
         ("poly_b", "_poly_value", "bid"),
+        ("derived", "_derived_value", "aid"),
+        ("owner", "_owner_value", "aid"),
     ]
+    assert schema_defs.LOOKUP_TARGETS[("cs", "owner")] == ("a", "team")
+    assert schema_defs.LOOKUP_TARGETS[("cs", "elsewhere")] == ("team",)
+    assert schema_defs.LOOKUP_TARGETS[("cs", "poly")] == ("a", "b")

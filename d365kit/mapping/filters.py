@@ -43,21 +43,22 @@ class Translation:
     lookup_types: tuple[tuple[str, str], ...] = ()  # (lookup attribute, target table) from <X>Type terms
 
 
-def _terms(view: str) -> list[tuple[str, str]] | None:
+def terms(view: str) -> list[tuple[str, str]] | None:
+    """(caption, filter expression) of each term of a ``WHERE(...)`` table view; None when it is not one."""
     text = view.strip()
     if not text:
         return []
     where = re.search(r"WHERE\((.*)\)\s*$", text, re.S)
     if where is None:
         return None
-    body, terms, pos = where.group(1), [], 0
+    body, out, pos = where.group(1), [], 0
     while pos < len(body):
         m = _TERM.match(body, pos)
         if m is None:
             return None
-        terms.append((m.group(1).strip(), m.group(2).strip()))
+        out.append((m.group(1).strip(), m.group(2).strip()))
         pos = m.end()
-    return terms
+    return out
 
 
 def _value(raw: str, edm: str, prop: str, options: Options) -> object:
@@ -136,13 +137,13 @@ def _condition(prop: str, expr: str, edm: str, options: Options) -> Filter:
 def translate(view: str, resolve: Resolve, types: Mapping[str, str], options: Options) -> Translation:
     """The OData filter of table view ``view``; ``resolve`` names a caption's API property, ``types`` its
     EDM type, ``options`` an option caption's value."""
-    terms = _terms(view)
-    if terms is None:
+    found = terms(view)
+    if found is None:
         return Translation(None, f"the filter text {view!r} is not a WHERE(...) table view")
     conditions: list[Filter] = []
     company = False
     kinds: list[tuple[str, str]] = []
-    for caption, expr in terms:
+    for caption, expr in found:
         if caption.replace(" ", "").lower() == COMPANY:
             company = True
             continue
@@ -169,4 +170,4 @@ def translate(view: str, resolve: Resolve, types: Mapping[str, str], options: Op
     return Translation(combined.text, None, company, tuple(kinds))
 
 
-__all__ = ["Translation", "translate"]
+__all__ = ["Translation", "terms", "translate"]

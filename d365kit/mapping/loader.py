@@ -33,7 +33,7 @@ import pandas as pd
 from d365kit.bc import BCClient
 from d365kit.dataverse import DataverseClient
 from d365kit.errors import CatalogError, D365Error
-from d365kit.mapping.filters import translate
+from d365kit.mapping.filters import terms, translate
 from d365kit.mapping.model import (
     BC_APIS,
     BC_DIRECTIONS,
@@ -273,7 +273,10 @@ def _scopes(
     dv_props = dv_et.properties if dv_et else {}
 
     def option(prop: str, label: str) -> int | None:
-        return dataverse.option_values(dv_entity).get(prop, {}).get(label)
+        # BC's proxy tables name options by their AL member (SalesInventory), Dataverse by label
+        # ("Sales Inventory"): compared ignoring case, spaces and punctuation
+        labels = {_squash(k): v for k, v in dataverse.option_values(dv_entity, prop).items()}
+        return labels.get(_squash(label))
 
     dv_t = translate(dv_view, lambda c: dv_column(dv_et, c.lower()) if dv_et else None, dv_props, option)
     out: dict[str, Any] = {"bc_table_view": bc_view, "dv_table_view": dv_view}
@@ -294,6 +297,21 @@ def _scopes(
     return out
 
 
+def _choice_columns(
+    tables: pd.DataFrame, dataverse: DataverseClient, dv_sets: dict[str, str]
+) -> list[tuple[str, str]]:
+    """(entity set, attribute) of every choice column the tenant's Integration Table Filters name."""
+    found = []
+    for _, row in tables.iterrows():
+        entity = dv_sets.get(_text(row.get("integrationTableName")))
+        et = dataverse.metadata().entity_sets.get(entity) if entity else None
+        for caption, _ in (terms(_text(row.get("integrationTableFilter"))) or []) if et else []:
+            column = dv_column(et, caption.lower())  # type: ignore[arg-type]
+            if column and et.properties.get(column, "").startswith("Edm.Int"):  # type: ignore[union-attr]
+                found.append((entity, column))
+    return found
+
+
 def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = None) -> Catalog:
     """The tenant's own mappings from the companion API, named in API terms with ``base``'s help."""
     base = base or load_catalog()
@@ -301,6 +319,7 @@ def load_live(bc: BCClient, dataverse: DataverseClient, base: Catalog | None = N
     dv_sets = {et.name: name for name, et in dataverse.metadata().entity_sets.items()}
     mappings: dict[str, TableMapping] = {}
     warnings: list[str] = []
+    dataverse.prefetch_options(_choice_columns(tables, dataverse, dv_sets))  # one $batch for all filters
     for _, row in tables.iterrows():
         name, table_id = _text(row["name"]), int(row["tableId"])
         default = base.mappings.get(name) or base.by_table_id(table_id)

@@ -4,6 +4,11 @@
 datetimes as UTC ISO 8601 with ``Z``, dates as ``YYYY-MM-DD``, booleans ``true``/``false``, ``None`` as
 ``null``. ``Enum`` members render their value (BC enums compare as strings: ``status eq 'Open'``).
 Build filters from ``Q`` helpers rather than by string formatting, so a value can never become syntax.
+
+A plain string is accepted wherever a filter goes (``Query(filter="number eq '10000'")``, ``where(...)``,
+``Filter & "..."``): it is taken as filter text as written, wrapped in ``Filter``, and combines with the
+others in parentheses. Strings for ``select``/``orderby`` are comma-separated lists (``"number,displayName"``);
+``expand`` keeps a string whole (nested options contain commas). Anything else is a ``UsageError``.
 """
 
 from __future__ import annotations
@@ -65,21 +70,54 @@ def _name(name: str) -> str:
 
 @dataclass(frozen=True)
 class Filter:
-    """A filter expression; combine with ``&``, ``|`` and ``~``."""
+    """A filter expression; combine with ``&``, ``|`` and ``~`` (with another ``Filter`` or filter text)."""
 
     text: str
 
-    def __and__(self, other: Filter) -> Filter:
-        return Filter(f"({self.text}) and ({other.text})")
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str) or not self.text.strip():
+            raise UsageError(f"a filter is non-empty OData filter text, not {self.text!r}")
 
-    def __or__(self, other: Filter) -> Filter:
-        return Filter(f"({self.text}) or ({other.text})")
+    def __and__(self, other: Filter | str) -> Filter:
+        return Filter(f"({self.text}) and ({as_filter(other).text})")
+
+    def __rand__(self, other: str) -> Filter:
+        return as_filter(other) & self
+
+    def __or__(self, other: Filter | str) -> Filter:
+        return Filter(f"({self.text}) or ({as_filter(other).text})")
+
+    def __ror__(self, other: str) -> Filter:
+        return as_filter(other) | self
 
     def __invert__(self) -> Filter:
         return Filter(f"not ({self.text})")
 
     def __str__(self) -> str:
         return self.text
+
+
+def as_filter(value: Filter | str) -> Filter:
+    """``value`` as a ``Filter``: a ``Filter`` as is, a string as filter text; else ``UsageError``."""
+    if isinstance(value, Filter):
+        return value
+    if isinstance(value, str):
+        return Filter(value)
+    raise UsageError(
+        f"a filter is a Filter (from Q: Q.eq('number', '10000')) or OData filter text, not "
+        f"{type(value).__name__} {value!r}"
+    )
+
+
+def _names(option: str, value: Any, *, split: bool = True) -> tuple[str, ...]:
+    """A tuple option from a tuple/list of strings or one string (comma-separated when ``split``)."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")] if split else [value.strip()]
+        return tuple(v for v in items if v)
+    items = list(value) if isinstance(value, Iterable) else None
+    if items is not None and all(isinstance(v, str) for v in items):
+        return tuple(items)
+    raise UsageError(f"{option} is a string or a tuple of strings, not {type(value).__name__} {value!r}")
 
 
 class Q:
@@ -144,7 +182,10 @@ class Q:
 
 @dataclass(frozen=True)
 class Query:
-    """Immutable query options for one entity set; ``params()`` gives the encoded query string pairs."""
+    """Immutable query options for one entity set; ``params()`` gives the encoded query string pairs.
+
+    ``filter`` is a ``Filter`` or filter text (kept as ``Filter``); ``select``/``orderby``/``expand`` take
+    a tuple or one string (see the module docstring)."""
 
     select: tuple[str, ...] = ()
     filter: Filter | None = None
@@ -154,10 +195,21 @@ class Query:
     count: bool = False
     extra: tuple[tuple[str, str], ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)  # frozen: normalized once, here
+
+        if self.filter is not None:
+            put("filter", as_filter(self.filter))
+        put("select", _names("select", self.select))
+        put("orderby", _names("orderby", self.orderby))
+        put("expand", _names("expand", self.expand, split=False))
+
     def with_select(self, *names: str) -> Query:
         return replace(self, select=tuple(_name(n) for n in names))
 
-    def where(self, f: Filter) -> Query:
+    def where(self, f: Filter | str) -> Query:
+        f = as_filter(f)
         return replace(self, filter=f if self.filter is None else self.filter & f)
 
     def order_by(self, *terms: str) -> Query:
@@ -200,4 +252,4 @@ def key_segment(entity_set: str, key: str | uuid.UUID) -> str:
     return f"{entity_set}({uuid.UUID(text)})"
 
 
-__all__: Sequence[str] = ["Filter", "Guid", "Q", "Query", "key_segment", "literal"]
+__all__: Sequence[str] = ["Filter", "Guid", "Q", "Query", "as_filter", "key_segment", "literal"]

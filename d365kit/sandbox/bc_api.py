@@ -14,6 +14,9 @@ Wire facts: docs/sandbox.md, "BC API" and "Companion API". Choices made where a 
 - ``Prefer: odata.maxpagesize`` outside 1..20,000 or not a number: 400.
 - Query option errors: 400 ``BadRequest``; not implemented: 501 ``BadRequest_NotImplemented``.
 - $batch: > 100 operations: 400; multipart: 501; ``Isolation: snapshot`` failure: see ``bc_batch``.
+- Navigations of the real pages that are declared but not served, and bound actions, answer 501 naming
+  them (``bc_pages``); an action the page does not declare is 404. Computed parts (``picture``) and
+  the computed ``customerFinancialDetails`` view are served through ``bc_pages``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from d365kit.sandbox import bc_rules, metadata, odata, schema
+from d365kit.sandbox import bc_pages, bc_rules, metadata, odata, schema
 from d365kit.sandbox.bc_batch import run_batch
 from d365kit.sandbox.bc_wire import (
     BLANK_GUID,
@@ -66,6 +69,7 @@ class Target:
     parent: tuple[str, Any] | None = None  # (child property, value) of a nested collection/entity
     context: str = ""  # entity-set path for @odata.context, e.g. "companies(<id>)/customers"
     count: bool = False  # /$count
+    part: bc_pages.PartNav | None = None  # kind "computed": a computed page part (picture) of entity ``key``
 
 
 def _companies() -> EntitySet:
@@ -141,6 +145,13 @@ class BCService:
             self._allow(req, ("POST",), "$batch")
             return run_batch(self, req, t.service)
         assert t.es is not None
+        if t.kind == "computed":
+            if req.method != "GET":
+                raise not_implemented(f"'{req.method}' on the navigation property '{t.part.name}'")  # type: ignore[union-attr]
+            return self._get_computed(req, t)
+        if t.es.service == "bc" and req.method in bc_pages.page(t.es.name).not_implemented:
+            raise not_implemented(f"'{req.method}' on '{t.es.name}'")
+        self._prepare(t.es, t.company)
         handlers: dict[tuple[str, str], Callable[[Req, Target], Resp]] = {
             ("collection", "GET"): self._get_collection,
             ("collection", "POST"): self._post,
@@ -244,17 +255,39 @@ class BCService:
         if seg == "$count" and t.kind == "collection" and not t.count:
             t.count = True
             return
+        if t.kind == "computed":  # picture/pictureContent: the media stream
+            assert t.part is not None
+            columns = {c["name"]: c for c in bc_pages.part_types()[t.part.type].columns}
+            if columns.get(seg, {}).get("edm") == "Edm.Stream":
+                raise not_implemented(f"The media property '{t.part.name}/{seg}'")
+            raise self._unknown(req)
+        if seg.startswith("Microsoft.NAV.") and t.kind == "entity" and t.es is not None:
+            self._entity_row(t)
+            action = seg[len("Microsoft.NAV.") :]
+            if t.es.service == "bc" and action in bc_pages.page(t.es.name).actions:
+                raise not_implemented(f"The bound action '{seg}' of '{t.es.name}'")
+            raise self._unknown(req)
         name, key = self._segment(seg, req)
         if t.kind != "entity" or t.count:
             raise self._unknown(req)
         assert t.es is not None
         nav = t.es.nav(name)
         if nav is None:
-            raise self._unknown(req)
+            part = bc_pages.page(t.es.name).declared(name) if t.es.service == "bc" else None
+            if part is None:
+                raise self._unknown(req)
+            self._entity_row(t)
+            if not part.computed:
+                raise bc_pages.not_implemented_nav(t.es, name)
+            if key is not None:
+                raise self._unknown(req)
+            t.kind, t.part, t.context = "computed", part, f"{t.context}/{name}"
+            return
         parent = self._entity_row(t)
         child = bc_rules.target_of(t.es, nav)
         if child is None:
             raise self._unknown(req)
+        self._prepare(child, t.company)
         t.context = f"{t.context}/{name}"
         t.es = child
         if nav.many:
@@ -325,8 +358,34 @@ class BCService:
         value = [{"name": n, "kind": "EntitySet", "url": n} for n in dict.fromkeys(names)]
         return Resp.json(200, {"@odata.context": f"{t.svc_root}$metadata", "value": value})
 
-    def _query(self, req: Req, es: EntitySet) -> Any:
-        return odata.parse_query(req.query, es, "bc", extra_params=EXTRA_PARAMS)
+    def _query(self, req: Req, es: EntitySet) -> tuple[Any, list[tuple[bc_pages.PartNav, list[str] | None]]]:
+        """The parsed query, and the computed page parts (picture) to expand, which the query layer does not
+        know: they are taken out of ``$expand`` first; declared navigations not served answer 501."""
+        pairs, computed = bc_pages.split_expand(es, list(req.query))
+        return odata.parse_query(pairs, es, "bc", extra_params=EXTRA_PARAMS), computed
+
+    def _prepare(self, es: EntitySet, company: str | None) -> None:
+        """Computed sets are brought up to date before they are read (customerFinancialDetails)."""
+        if bc_pages.touches_financial_details(es):
+            bc_pages.refresh_financial_details(self.store, company)
+
+    def _add_computed(
+        self, rows: list[dict], out: list[dict], computed: list[tuple[bc_pages.PartNav, list[str] | None]]
+    ) -> None:
+        for part, select in computed:
+            for row, rendered in zip(rows, out, strict=True):
+                rendered[part.name] = bc_pages.picture(row, part, select)
+
+    def _get_computed(self, req: Req, t: Target) -> Resp:
+        """GET of a computed page part (``customers({id})/picture``): ``$select`` only."""
+        assert t.part is not None and t.es is not None
+        options = [(k, v) for k, v in req.query if k not in EXTRA_PARAMS]
+        select = bc_pages.computed_select(t.part, options)
+        row = self._entity_row(t)
+        body = bc_pages.picture(row, t.part, select)
+        sel = f"({','.join(select)})" if select else ""
+        ctx = {"@odata.context": f"{t.svc_root}$metadata#{t.context}{sel}/$entity"}
+        return Resp.json(200, {**ctx, **body}, {"etag": body["@odata.etag"]})
 
     def _where(self, t: Target, filter_node: Any) -> tuple[str, list[Any]]:
         assert t.es is not None
@@ -351,7 +410,7 @@ class BCService:
 
     def _get_collection(self, req: Req, t: Target) -> Resp:
         assert t.es is not None
-        query = self._query(req, t.es)
+        query, computed = self._query(req, t.es)
         where, params = self._where(t, query.filter)
         company = t.company if t.es.company_scoped else None
         if t.count:
@@ -363,6 +422,7 @@ class BCService:
         if query.count:
             body["@odata.count"] = self.store.count(t.es, where=where, params=params, company=company)
         body["value"] = self._render_rows(t.es, rows, query, t.company)
+        self._add_computed(rows, body["value"], computed)
         if token is not None:
             body["@odata.nextLink"] = self._next_link(req, token)
         headers = {"preference-applied": f"odata.maxpagesize={applied}"} if applied else {}
@@ -454,10 +514,12 @@ class BCService:
             raise BCError(
                 400, "BadRequest", f"The query option '{present[0]}' cannot be applied to a single entity."
             )
-        query = self._query(req, t.es)
+        query, computed = self._query(req, t.es)
         row = self._entity_row(t)
         body = {"@odata.context": self._context(t, query.select, entity=True)}
-        body.update(self._render_rows(t.es, [row], query, t.company)[0])
+        rendered = self._render_rows(t.es, [row], query, t.company)
+        self._add_computed([row], rendered, computed)
+        body.update(rendered[0])
         return Resp.json(200, body, {"etag": etag(row, t.es)})
 
     def _render_rows(
@@ -477,6 +539,7 @@ class BCService:
         if nav is None or target is None:
             raise BCError(400, "BadRequest", f"Could not find a navigation property named '{item.name}'.")
         sub = item.query or odata.Query()
+        self._prepare(target, company)
         values = sorted({r.get(nav.local) for r in rows if r.get(nav.local) not in (None, "", BLANK_GUID)})
         found: list[dict] = []
         for start in range(0, len(values), 5000):

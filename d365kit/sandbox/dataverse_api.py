@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from d365kit.sandbox import metadata
+from d365kit.sandbox import dataverse_catalog, fetchxml, metadata, metadata_api
 from d365kit.sandbox.context import SandboxContext
 from d365kit.sandbox.dataverse_wire import (
     ASSOCIATED_NAV,
@@ -61,7 +61,7 @@ from d365kit.sandbox.dataverse_wire import (
 )
 from d365kit.sandbox.http import Headers, Req, Resp
 from d365kit.sandbox.odata import ExpandItem, Query, QueryError, compile_filter, parse_query
-from d365kit.sandbox.schema import DATAVERSE, UNSERVED, EntitySet, Lookup, Nav
+from d365kit.sandbox.schema import DATAVERSE, EntitySet, Lookup, Nav
 from d365kit.sandbox.store import VERSION, DuplicateKey, NotFound, VersionMismatch, lookup_type_column, q
 
 log = logging.getLogger(__name__)
@@ -77,31 +77,8 @@ BULK_ACTIONS = ("CreateMultiple", "UpdateMultiple", "UpsertMultiple")
 BULK_LIMIT = 1000
 CRM = "Microsoft.Dynamics.CRM."
 
-# Unbound functions/actions of the real service that the sandbox does not implement: named in the 501
-# instead of a 404, so a caller learns the operation exists but is not emulated.
-KNOWN_OPERATIONS = frozenset(
-    {
-        "RetrieveTotalRecordCount",
-        "RetrieveVersion",
-        "RetrieveCurrentOrganization",
-        "RetrieveEntityChanges",
-        "WinOpportunity",
-        "LoseOpportunity",
-        "ExecuteWorkflow",
-        "InitializeFrom",
-        "CalculateRollupField",
-        "CalculateTotalTimeIncident",
-        "RetrieveUserPrivileges",
-        "DeleteMultiple",
-        "CreateMultiple",
-        "UpdateMultiple",
-        "UpsertMultiple",
-        "ConvertSalesOrderToInvoice",
-        "GetInvoiceProductsFromOpportunity",
-        "LockInvoicePricing",
-        "UnlockInvoicePricing",
-    }
-)
+# Documented functions, actions and entity sets the sandbox does not implement answer 501 naming them
+# (dataverse_catalog), not 404: a caller learns the operation exists but is not emulated.
 
 _NAME_KEY = re.compile(r"^(?P<name>[^()]+?)(?:\((?P<key>.*)\))?$", re.S)
 
@@ -136,7 +113,14 @@ def _logical(es: EntitySet) -> str:
 
 def _is_operation(segment: str) -> bool:
     name = segment.split("(", 1)[0]
-    return "." in name or "(" in segment or name in KNOWN_OPERATIONS
+    return "." in name or "(" in segment or dataverse_catalog.operation_kind(name) is not None
+
+
+def _operation_501(segment: str) -> DVError:
+    name = segment.split("(", 1)[0]
+    kind = dataverse_catalog.operation_kind(name.removeprefix(CRM))
+    what = {"function": "The function", "action": "The action"}.get(kind or "", "The function or action")
+    return not_implemented(f"{what} '{name}'")
 
 
 def _methods_error(method: str) -> DVError:
@@ -192,15 +176,18 @@ class DataverseService:
             return self._only(req, "POST", lambda r: run_batch(self, r))
         m = _NAME_KEY.match(head)
         name, key_text = (m.group("name"), m.group("key")) if m else (head, None)
-        if name == "EntityDefinitions":
-            return self._only(req, "GET", lambda r: self._entity_definitions(r, key_text, segs[1:]))
+        if name in dataverse_catalog.METADATA_SETS:
+            body = metadata_api.handle(req.method, req.root, segs, self._metadata_params(req))
+            return Resp.json(200, body)
         if name == "WhoAmI" and key_text in (None, "") and len(segs) == 1:
             return self._only(req, "GET", self._who_am_i)
+        if name == "RetrieveMetadataChanges" and len(segs) == 1:
+            return self._only(req, "GET", lambda r: self._retrieve_metadata_changes(r, key_text))
         es = DATAVERSE.get(name)
         if es is None:
             if _is_operation(head):
-                raise not_implemented(f"The function or action '{name}'")
-            if name in UNSERVED["dataverse"]:
+                raise _operation_501(head)
+            if name in dataverse_catalog.unserved_sets():
                 raise not_implemented(f"The entity set '{name}'")
             raise segment_not_found(head)
         rest = segs[1:]
@@ -226,7 +213,7 @@ class DataverseService:
         if len(rest) == 1 and rest[0].removeprefix(CRM) in BULK_ACTIONS:
             return self._only(req, "POST", lambda r: self._bulk(r, es, rest[0].removeprefix(CRM)))
         if _is_operation(rest[0]):
-            raise not_implemented(f"The function or action '{rest[0].split('(', 1)[0]}'")
+            raise _operation_501(rest[0])
         raise segment_not_found(rest[0])
 
     def _entity_route(self, req: Req, es: EntitySet, key: str) -> Resp:
@@ -245,7 +232,7 @@ class DataverseService:
         prop = es.prop(member)
         if prop is None:
             if _is_operation(member):
-                raise not_implemented(f"The function or action '{member.split('(', 1)[0]}'")
+                raise _operation_501(member)
             raise segment_not_found(member)
         if len(rest) > 1:
             raise not_implemented(f"'{rest[1]}' on the property '{member}'")
@@ -255,7 +242,8 @@ class DataverseService:
 
     @staticmethod
     def _parse_key(es: EntitySet, text: str) -> str:
-        """``<guid>`` or ``<primary key>=<guid>``; any alternate key -> 400 (none is configured, DV-ALTKEY)."""
+        """``<guid>`` or ``<primary key>=<guid>``. A declared alternate key (``EntitySet.alternate_keys``) -> 501
+        (addressing by it is not emulated yet); any other key -> 400 (DV-ALTKEY)."""
         text = text.strip()
         if GUID_RE.match(text):
             return text.lower()
@@ -263,7 +251,12 @@ class DataverseService:
         # systemusers cannot be addressed by systemuserid=<guid> (principal key is ownerid, B.2).
         if m and m.group(1) == es.key and GUID_RE.match(m.group(2)) and es.name != "systemusers":
             return m.group(2).lower()
-        if m:
+        names = sorted(re.findall(r"([A-Za-z_]\w*)\s*=", text))
+        for key_name, attributes in es.alternate_keys:
+            if names == sorted(attributes):
+                # A declared alternate key (EntityDefinitions/Keys lists it): served by the real service.
+                raise not_implemented(f"Addressing rows by the alternate key '{key_name}'")
+        if m or names:
             t = f"{CRM}{_logical(es)}"
             raise bad_request(
                 f"The key in the request URI is not valid for resource '{t}'. Ensure that the names and number "
@@ -298,7 +291,7 @@ class DataverseService:
     # -- small endpoints -----------------------------------------------------------------------------
 
     def _service_document(self, req: Req) -> Resp:
-        names = [*DATAVERSE, "EntityDefinitions"]
+        names = [*DATAVERSE, *dataverse_catalog.METADATA_SETS]
         return Resp.json(
             200,
             {
@@ -327,58 +320,22 @@ class DataverseService:
             },
         )
 
-    def _entity_definitions(self, req: Req, key_text: str | None, rest: list[str]) -> Resp:
-        """EntityDefinitions: ``$select``, ``$filter`` on LogicalName/EntitySetName (eq), ``$expand=Attributes``,
-        ``(LogicalName='x')`` or ``(<MetadataId>)``, and ``.../Attributes``."""
-        params = dict(req.query)
-        unknown = set(params) - {"$select", "$filter", "$expand"}
-        if unknown:
-            raise not_implemented(f"The query option '{sorted(unknown)[0]}' on EntityDefinitions")
-        expand = params.get("$expand")
-        if expand not in (None, "Attributes"):
-            raise not_implemented(f"$expand={expand} on EntityDefinitions (only Attributes)")
-        defs = metadata.entity_definitions(with_attributes=expand == "Attributes")
-        root = f"{req.root}$metadata#EntityDefinitions"
-        if key_text is not None:
-            m = re.fullmatch(r"LogicalName='([^']*)'", key_text.strip())
-            match = [d for d in defs if (m and d["LogicalName"] == m.group(1)) or d["MetadataId"] == key_text]
-            if not match:
-                raise segment_not_found(f"EntityDefinitions({key_text})")
-            entity = match[0]
-            if rest == ["Attributes"]:
-                es = self.by_logical[entity["LogicalName"]]
-                attrs = metadata.attribute_definitions(es)
-                return Resp.json(200, {"@odata.context": f"{root}({key_text})/Attributes", "value": attrs})
-            if rest:
-                raise not_implemented(f"'{rest[0]}' on EntityDefinitions")
-            if "$filter" in params:
-                raise bad_request("The query option '$filter' is not supported on a single entity.")
-            return Resp.json(
-                200, {"@odata.context": f"{root}/$entity", **self._pick(entity, params.get("$select"))}
-            )
-        if rest:
-            raise segment_not_found(rest[0])
-        if "$filter" in params:
-            m = re.fullmatch(r"\s*(LogicalName|EntitySetName)\s+eq\s+'((?:[^']|'')*)'\s*", params["$filter"])
-            if not m:
-                raise not_implemented(
-                    f"The $filter '{params['$filter']}' on EntityDefinitions (supported: LogicalName eq '<x>' "
-                    "or EntitySetName eq '<x>')"
-                )
-            defs = [d for d in defs if d[m.group(1)] == m.group(2).replace("''", "'")]
-        sel = params.get("$select")
-        ctx = f"{root}({sel})" if sel else root
-        return Resp.json(200, {"@odata.context": ctx, "value": [self._pick(d, sel) for d in defs]})
-
     @staticmethod
-    def _pick(definition: dict[str, Any], select: str | None) -> dict[str, Any]:
-        if not select:
-            return definition
-        names = [s.strip() for s in select.split(",")]
-        for n in names:
-            if n not in definition:
-                raise bad_request(f"Could not find a property named '{n}' on type '{CRM}EntityMetadata'.")
-        return {"MetadataId": definition["MetadataId"], **{n: definition[n] for n in names}}
+    def _metadata_params(req: Req) -> dict[str, str]:
+        params: dict[str, str] = {}
+        for k, v in req.query:
+            if k in params:
+                raise bad_request(
+                    f"Query option '{k}' was specified more than once, but it must be specified at most once."
+                )
+            params[k] = v
+        return params
+
+    def _retrieve_metadata_changes(self, req: Req, key_text: str | None) -> Resp:
+        """``RetrieveMetadataChanges(Query=@p1)?@p1=<EntityQueryExpression JSON>`` (metadata_api)."""
+        params = self._metadata_params(req)
+        body = metadata_api.retrieve_metadata_changes(req.root, key_text, params)
+        return Resp.json(200, body)
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -394,6 +351,11 @@ class DataverseService:
         and its last page carries ``@odata.deltaLink``.
         """
         prefs = parse_prefer(req.headers.get("Prefer"))
+        names = {k for k, _ in req.query}
+        if "sql" in names:
+            raise not_implemented("The query parameter 'sql' (Dataverse SQL over the Web API)")
+        if "fetchXml" in names:
+            return self._fetch(req, es, prefs)
         query = self._query(req, es)
         if query.deltatoken is not None:
             return self._delta(req, es, query, prefs)
@@ -449,6 +411,56 @@ class DataverseService:
             body["@odata.nextLink"] = f"{req.root}{req.path}?{url_query(pairs)}"
         elif tracking:
             body["@odata.deltaLink"] = self._delta_link(req, es, query, version)
+        return Resp.json(200, body, prefs.applied_header())
+
+    def _fetch(self, req: Req, es: EntitySet, prefs: Prefs) -> Resp:
+        """``?fetchXml=<fetch>``: one page of a single-table FetchXML query (fetchxml.py has the contract)."""
+        others = [k for k, _ in req.query if k != "fetchXml"]
+        if others or len(req.query) != 1:
+            raise bad_request(
+                f"The query option '{others[0] if others else 'fetchXml'}' can't be combined with fetchXml."
+            )
+        if prefs.max_page_size is not None:
+            raise bad_request(
+                "Prefer: odata.maxpagesize is not supported with fetchXml; use the count attribute."
+            )
+        if prefs.track_changes:
+            raise bad_request("Change tracking is not supported with fetchXml.")
+        fq = fetchxml.parse(req.query[0][1], es, _logical(es))
+        if fq.top is not None:
+            limit, offset = fq.top, 0
+        else:
+            limit = fq.count
+            offset = 0 if fq.after_key is not None else (fq.page - 1) * fq.count
+        rows = self.store.query(
+            es,
+            where=fq.where,
+            params=fq.params,
+            order=[] if fq.after_key is not None else fq.order,
+            limit=limit + 1,
+            offset=offset,
+            after_key=fq.after_key,
+        )
+        more = fq.top is None and len(rows) > limit
+        rows = rows[:limit]
+        render = _Render(prefs)
+        columns = None if fq.columns is None else list(dict.fromkeys([*fq.columns, es.key]))
+        value = []
+        for row in rows:
+            entity = self._render(es, row, columns, render)
+            value.append({k: v for k, v in entity.items() if v is not None})
+        body: dict[str, Any] = {"@odata.context": f"{req.root}$metadata#{es.name}"}
+        if fq.total:
+            total = self.store.count(es, where=fq.where, params=fq.params)
+            body[f"@{TOTAL_COUNT}"] = min(total, MAX_COUNT)
+            body[f"@{TOTAL_COUNT_EXCEEDED}"] = total > MAX_COUNT
+        if prefs.wants(fetchxml.PAGING_COOKIE) and more and rows:
+            body[f"@{fetchxml.PAGING_COOKIE}"] = fetchxml.paging_cookie(
+                fq.page, es.key, rows[0][es.key], rows[-1][es.key]
+            )
+        if prefs.wants(fetchxml.MORE_RECORDS):
+            body[f"@{fetchxml.MORE_RECORDS}"] = more
+        body["value"] = value
         return Resp.json(200, body, prefs.applied_header())
 
     def _check_tracking(self, es: EntitySet, query: Query) -> None:

@@ -5,7 +5,12 @@
 ``/_sandbox/...`` pass straight through. For a service request, in this order:
 
 1. auth: the Bearer token must verify for that service's audience, else 401 + ``WWW-Authenticate``;
-   the claims go to ``scope["state"]["claims"]``;
+   then the service must grant its principal access (``authorize``): BC wants an app on its "Microsoft
+   Entra Applications" page with the ``API.ReadWrite.All`` role (a user token: a BC delegated permission in
+   ``scp``), else 401 ``Authentication_InvalidCredentials`` "...could not be authenticated or authorized";
+   Dataverse wants an enabled ``systemusers`` row for the principal (``applicationid`` = the app id, or
+   ``azureactivedirectoryobjectid`` = the user's ``oid``), else 403 ``0x80072560`` "The user is not a
+   member of the organization."; the claims go to ``scope["state"]["claims"]``;
 2. service protection (``knobs.limits == "realistic"``), per principal (``oid``, else ``appid``) and
    service: a sliding request window, a concurrency cap (BC also a wait queue), and for Dataverse the
    combined execution time; a breach answers 429 + ``Retry-After``;
@@ -26,6 +31,11 @@ Choices on UNVERIFIED wire facts (docs/sandbox.md#choices-on-unverified-wire-fac
 - Dataverse 401 body: code ``0x0`` (Dataverse codes are "often empty or 0x0") and a message starting with
   a 401 error name of DV-COMPOSE: ``RequestIsNotAuthenticated`` (no bearer token), ``ExpiredAuthTicket``
   or ``InvalidAuthTicket`` (token refused), then the identity's reason.
+- Access the service does not grant: BC answers 401 ``Authentication_InvalidCredentials`` with "Web service
+  call failed because user could not be authenticated or authorized." (the answer reported for a token
+  without ``roles``; BC has no 403 for it), Dataverse 403 ``0x80072560`` "The user is not a member of the
+  organization." (as Microsoft's troubleshooting pages quote it). Which BC roles suffice (only
+  ``API.ReadWrite.All`` here) is a choice.
 - BC 429 body: code ``Application_TooManyRequests`` with a message naming the breached limit; BC 429s
   carry ``Retry-After`` like Dataverse's (only 502/503 are documented with it).
 - Injected 503: BC code ``Unknown`` (BC's catch-all), Dataverse ``0x80040216`` (unexpected error); both
@@ -50,7 +60,8 @@ from typing import Any
 
 from d365kit.sandbox.context import BC_RESOURCE, Knobs, SandboxContext
 from d365kit.sandbox.http import Headers, Resp, correlation_id
-from d365kit.sandbox.identity import TokenError
+from d365kit.sandbox.identity import BC_DELEGATED, TokenError
+from d365kit.sandbox.store import q
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -89,6 +100,7 @@ class GateStats:
 
     requests: int = 0
     unauthorized: int = 0
+    forbidden: int = 0
     throttled: int = 0
     injected_errors: int = 0
     resets: int = 0
@@ -201,15 +213,36 @@ class _BC:
         message = f"{text}  CorrelationId:  {correlation_id()}."
         return Resp.json(status, {"error": {"code": code, "message": message}}, headers)
 
+    @staticmethod
+    def _challenge(ctx: SandboxContext) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": f'Bearer authorization_uri="{ctx.authority}/oauth2/authorize", '
+            f'resource_id="{BC_RESOURCE}"'
+        }
+
     def unauthorized(self, ctx: SandboxContext, refusal: TokenError | None) -> Resp:
-        challenge = (
-            f'Bearer authorization_uri="{ctx.authority}/oauth2/authorize", resource_id="{BC_RESOURCE}"'
-        )
         return self._error(
             401,
             "Authentication_InvalidCredentials",
             "The server has rejected the client credentials.",
-            {"WWW-Authenticate": challenge},
+            self._challenge(ctx),
+        )
+
+    def authorize(self, ctx: SandboxContext, claims: dict[str, Any]) -> Resp | None:
+        """None when BC lets this principal in: an app on BC's Entra Applications page with the
+        ``API.ReadWrite.All`` role, or a user token with a BC delegated permission."""
+        if claims.get("idtyp") == "user" or "scp" in claims:
+            granted = set(str(claims.get("scp", "")).split()) & set(BC_DELEGATED)
+        else:
+            app = ctx.identity.application(claims.get("appid"))
+            granted = app is not None and app.bc_entra_app and "API.ReadWrite.All" in claims.get("roles", ())
+        if granted:
+            return None
+        return self._error(
+            401,
+            "Authentication_InvalidCredentials",
+            "Web service call failed because user could not be authenticated or authorized.",
+            self._challenge(ctx),
         )
 
     def throttled(self, exc: Throttled) -> Resp:
@@ -250,6 +283,19 @@ class _Dataverse:
             name = "ExpiredAuthTicket" if refusal.kind == "expired" else "InvalidAuthTicket"
             message = f"{name}: {refusal}"
         return self._error(401, "0x0", message, {"WWW-Authenticate": challenge})
+
+    def authorize(self, ctx: SandboxContext, claims: dict[str, Any]) -> Resp | None:
+        """None when the organization has an enabled user for the principal: the application user of the
+        app (``applicationid``) or the signed-in user (``azureactivedirectoryobjectid`` = ``oid``)."""
+        if claims.get("idtyp") == "user" or "scp" in claims:
+            column, value = "azureactivedirectoryobjectid", claims.get("oid")
+        else:
+            column, value = "applicationid", claims.get("appid")
+        users = ctx.store.entity("dataverse", "systemusers")
+        where = f"lower({q(column)}) = ? AND NOT coalesce({q('isdisabled')}, 0)"
+        if value and ctx.store.count(users, where=where, params=[str(value).lower()]):
+            return None
+        return self._error(403, "0x80072560", "The user is not a member of the organization.")
 
     def throttled(self, exc: Throttled) -> Resp:
         lim = exc.limits
@@ -350,6 +396,14 @@ class Gate:
         if claims is None:
             self.stats.unauthorized += 1
             await _answer(send, service.unauthorized(self.ctx, refusal))
+            return
+        denied = service.authorize(self.ctx, claims)
+        if denied is not None:
+            if denied.status == 401:
+                self.stats.unauthorized += 1
+            else:
+                self.stats.forbidden += 1
+            await _answer(send, denied)
             return
         scope.setdefault("state", {})["claims"] = claims
 

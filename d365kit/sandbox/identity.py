@@ -28,6 +28,14 @@ Choices on UNVERIFIED points (docs/sandbox.md#choices-on-unverified-wire-facts, 
   501 with error ``not_implemented`` and code 501 (a sandbox invention; Entra has no such code).
 - Order of checks at the token endpoint: tenant, grant type, client id, client credential, scope (so a
   caller learns nothing about resources before authenticating).
+
+Applications (docs/sandbox.md, "Applications and what the services grant them"): the tenant has two app
+registrations, ``applications``: the demo app (``ctx.client_id``: the sandbox's secret and certificate, public
+client flows allowed, BC application permissions with admin consent, on BC's "Microsoft Entra Applications"
+page) and ``UNCONSENTED_CLIENT_ID``, an app registered in the tenant that nothing was granted to (no
+credential the sandbox hands out, no BC permission, no Dataverse application user). A client id outside the
+registry gets AADSTS700016 at the token endpoint, and ``verify`` refuses a token that names one (kind
+"application"): this tenant issues none. What each service grants is checked by the gate (``faults.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +79,8 @@ from d365kit.sandbox.entra_wire import (
 from d365kit.sandbox.keys import KeyMaterial
 
 APP_OBJECT_ID = "3c9d7e21-5a4b-4f6e-8d2c-1b0a9f8e7d6c"  # the demo app's service principal in the tenant
+UNCONSENTED_CLIENT_ID = "6b2f8d4e-1c3a-4e5b-9f7d-2a4c6e8b0d1f"  # registered in the tenant, granted nothing
+UNCONSENTED_OBJECT_ID = "7e1d3c5b-9a8f-4b6d-8e2c-4f6a8b0c2d3e"
 DEMO_USER_NAME = "Sandbox Analyst"
 BC_APP_ROLES = ("API.ReadWrite.All", "Automation.ReadWrite.All")
 BC_DELEGATED = ("Financials.ReadWrite.All", "user_impersonation")
@@ -102,12 +113,32 @@ ASSERTION_TYPE_JWT = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 class TokenError(Exception):
     """An access token that does not verify; ``str(exc)`` is the reason, ``kind`` its category.
 
-    kind: "malformed", "signature", "expired", "not_yet_valid", "audience", "issuer".
+    kind: "malformed", "signature", "expired", "not_yet_valid", "audience", "issuer", "application".
     """
 
     def __init__(self, reason: str, kind: str = "invalid"):
         super().__init__(reason)
         self.kind = kind
+
+
+@dataclass(frozen=True)
+class Application:
+    """An app registration of the sandbox tenant (its service principal) and what BC grants it.
+
+    ``bc_roles``: BC application permissions with admin consent (the ``roles`` of its BC app tokens);
+    ``bc_entra_app``: listed on BC's "Microsoft Entra Applications" page with permission sets (BC refuses
+    app tokens of any other app). Dataverse decides from its own data: an application user (``systemusers``
+    row with this ``applicationid``). ``public_client``: "Allow public client flows" (device code without a
+    credential). ``credential``: the sandbox's client secret and certificate belong to this app.
+    """
+
+    client_id: str
+    name: str
+    object_id: str
+    public_client: bool = False
+    bc_roles: tuple[str, ...] = ()
+    bc_entra_app: bool = False
+    credential: bool = False
 
 
 @dataclass
@@ -119,6 +150,7 @@ class DeviceGrant:
     resource: str
     expires_at: float
     approved: bool = False
+    polls: int = 0  # token requests answered authorization_pending
 
 
 @dataclass
@@ -145,6 +177,22 @@ class Identity:
         self._client_x5t = b64url(cert.fingerprint(hashes.SHA1()))  # noqa: S324 - the protocol's choice
         self._client_x5t_s256 = b64url(cert.fingerprint(hashes.SHA256()))
         self.device_code_lifetime_s = DEVICE_CODE_LIFETIME_S  # tests shorten it to see expired_token
+        self.device_poll_interval_s = DEVICE_POLL_INTERVAL_S  # tests shorten it to poll without waiting
+        self.applications: dict[str, Application] = {
+            app.client_id.lower(): app
+            for app in (
+                Application(
+                    ctx.client_id,
+                    "d365kit sandbox app",
+                    APP_OBJECT_ID,
+                    public_client=True,
+                    bc_roles=BC_APP_ROLES,
+                    bc_entra_app=True,
+                    credential=True,
+                ),
+                Application(UNCONSENTED_CLIENT_ID, "Unconsented app", UNCONSENTED_OBJECT_ID),
+            )
+        }
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceGrant] = {}  # device_code -> grant
         self._refresh: dict[str, RefreshGrant] = {}
@@ -175,6 +223,10 @@ class Identity:
             ]
         }
 
+    def application(self, client_id: str | None) -> Application | None:
+        """The tenant's app registration with this client id, or None (not registered here)."""
+        return self.applications.get(str(client_id or "").lower())
+
     # -- tokens ------------------------------------------------------------------------------------
 
     def issue(
@@ -188,9 +240,11 @@ class Identity:
         now: float | None = None,
         **overrides: Any,
     ) -> str:
-        """A signed access token for ``audience`` (also the hook tests use for short-lived tokens).
+        """A signed access token for ``audience`` (also the hook tests use to forge tokens).
 
-        ``overrides`` replace claims as given (e.g. ``tid=...`` for a foreign-tenant token).
+        App tokens get the ``oid`` and BC ``roles`` of ``client_id``'s registration (none for an app the
+        tenant does not know: a forgery). ``overrides`` replace claims as given (e.g. ``tid=...`` for a
+        foreign-tenant token, ``roles=[]``).
         """
         now = time.time() if now is None else now
         client_id = client_id or self.ctx.client_id
@@ -222,9 +276,11 @@ class Identity:
             )
             del claims["idp"]
         else:
-            claims.update(oid=APP_OBJECT_ID, sub=APP_OBJECT_ID, idtyp="app")
-            if resource == BC_RESOURCE:
-                claims["roles"] = list(BC_APP_ROLES)
+            app = self.application(client_id)
+            oid = app.object_id if app else str(uuid.uuid5(uuid.NAMESPACE_URL, f"app:{client_id}"))
+            claims.update(oid=oid, sub=oid, idtyp="app")
+            if resource == BC_RESOURCE and app and app.bc_roles:  # Entra omits an empty roles claim
+                claims["roles"] = list(app.bc_roles)
         claims.update(overrides)
         return jwt.encode(
             claims, self._signing_key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid}
@@ -264,6 +320,12 @@ class Identity:
             )
         if claims["iss"] != self.issuer or claims["tid"] != self.ctx.tenant_id:
             raise TokenError(f"The access token's issuer {claims['iss']!r} is not this tenant.", "issuer")
+        if self.application(claims.get("appid") or claims.get("azp")) is None:
+            raise TokenError(
+                f"The access token's application {claims.get('appid') or claims.get('azp')!r} is not "
+                "registered in this tenant.",
+                "application",
+            )
         return claims
 
     def _id_token(self, client_id: str, now: float) -> str:
@@ -399,7 +461,8 @@ class Identity:
         client_id = form.get("client_id") or basic_id
         if not client_id:
             raise missing_parameter("client_id")
-        if client_id != self.ctx.client_id or (basic_id and basic_id != client_id):
+        app = self.application(client_id)
+        if app is None or (basic_id and basic_id != client_id):
             raise EntraError(
                 400,
                 "unauthorized_client",
@@ -416,7 +479,7 @@ class Identity:
                 400, "invalid_request", 90014, "Only one client credential (secret or assertion) may be sent."
             )
         if secrets_sent:
-            if not all(
+            if not app.credential or not all(
                 hmac.compare_digest(s.encode(), self.ctx.client_secret.encode()) for s in secrets_sent
             ):
                 raise EntraError(
@@ -432,9 +495,9 @@ class Identity:
                 raise EntraError(
                     400, "invalid_request", 70002, f"client_assertion_type must be '{ASSERTION_TYPE_JWT}'."
                 )
-            self._check_assertion(assertion, client_id)
+            self._check_assertion(assertion, client_id, app)
             return client_id, "2"
-        if required:
+        if required or not app.public_client:  # a confidential app must authenticate, whatever the grant
             raise EntraError(
                 401,
                 "invalid_client",
@@ -443,7 +506,7 @@ class Identity:
             )
         return client_id, "0"
 
-    def _check_assertion(self, assertion: str, client_id: str) -> None:
+    def _check_assertion(self, assertion: str, client_id: str, app: Application) -> None:
         """A client assertion must be signed by the registered certificate (x5t or x5t#S256), for us."""
         try:
             header = jwt.get_unverified_header(assertion)
@@ -458,7 +521,7 @@ class Identity:
                 f"Invalid JWT token. '{alg}' is not a supported signature algorithm.",
             )
         sha1, sha256 = b64url_thumbprint(header.get("x5t")), b64url_thumbprint(header.get("x5t#S256"))
-        if not (
+        if not app.credential or not (
             (sha1 and hmac.compare_digest(sha1, self._client_x5t))
             or (sha256 and hmac.compare_digest(sha256, self._client_x5t_s256))
         ):
@@ -599,7 +662,7 @@ class Identity:
             "device_code": device_code,
             "verification_uri": self.verification_uri,
             "expires_in": self.device_code_lifetime_s,
-            "interval": DEVICE_POLL_INTERVAL_S,
+            "interval": self.device_poll_interval_s,
             "message": f"To sign in, use a web browser to open the page {self.verification_uri} and enter the code "
             f"{user_code} to authenticate.",
         }
@@ -622,6 +685,13 @@ class Identity:
             grant.approved = True
         return None
 
+    def device_polls(self, user_code: str) -> int | None:
+        """How often the client polled while ``user_code`` waited for sign-in (None: no such code)."""
+        wanted = user_code.strip().upper().replace("-", "").replace(" ", "")
+        with self._lock:
+            grant = next((g for g in self._devices.values() if g.user_code == wanted), None)
+        return None if grant is None else grant.polls
+
     def _redeem_device_code(self, form: dict[str, str], client_id: str) -> str:
         device_code = form.get("device_code") or form.get("code")
         if not device_code:
@@ -638,6 +708,7 @@ class Identity:
                     "The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
                 )
             if not grant.approved:
+                grant.polls += 1
                 raise EntraError(
                     400,
                     "authorization_pending",

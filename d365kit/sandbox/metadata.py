@@ -15,11 +15,12 @@ discovery and the storage/validation layers read the same definitions.
 
 from __future__ import annotations
 
-import uuid
 import xml.etree.ElementTree as ET
 from functools import lru_cache
 from typing import Any
 
+from d365kit.sandbox import entity_metadata
+from d365kit.sandbox.entity_metadata import DECIMAL_ATTRIBUTES, MEMO_ATTRIBUTES
 from d365kit.sandbox.schema import REGISTRIES, EntitySet, Prop, Service, entity_set
 
 EDMX_NS = "http://docs.oasis-open.org/odata/ns/edmx"
@@ -28,8 +29,7 @@ NAV_NAMESPACE = "Microsoft.NAV"
 CRM_NAMESPACE = "Microsoft.Dynamics.CRM"
 CRM_ALIAS = "mscrm"
 
-# Stable MetadataIds: uuid5 of the logical names under this namespace (same ids on every start).
-_METADATA_NS = uuid.uuid5(uuid.NAMESPACE_URL, "https://d365kit.local/sandbox/metadata")
+__all__ = ["DECIMAL_ATTRIBUTES", "MEMO_ATTRIBUTES", "csdl", "entity_definitions", "attribute_definitions"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -122,6 +122,10 @@ def _nav_csdl(service: Service) -> str:
     container = _sub(schema, "EntityContainer", Name="NAV")
     for es in sets:
         _sub(container, "EntitySet", Name=es.name, EntityType=f"{NAV_NAMESPACE}.{es.type_name}")
+    if service == "bc":  # page parts, lookups and bound actions of the real pages (bc_pages.py)
+        from d365kit.sandbox import bc_pages
+
+        bc_pages.extend_csdl(schema, NAV_NAMESPACE)
     return _serialize(root)
 
 
@@ -173,138 +177,18 @@ def csdl(service: Service, *, annotations: bool = True) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# Dataverse EntityDefinitions
+# Dataverse EntityDefinitions (the objects live in entity_metadata.py; metadata_api.py serves the paths)
 # --------------------------------------------------------------------------------------------------
-
-# Edm.Decimal columns that are Decimal (not Money) attributes in Dataverse; every other one is Money.
-DECIMAL_ATTRIBUTES = frozenset(
-    {
-        "quantity",
-        "exchangerate",
-        "percentage",
-        "discountpercentage",
-        "stockvolume",
-        "stockweight",
-        "quantityonhand",
-    }
-)
-MEMO_ATTRIBUTES = frozenset({"description"})
-# Targets of lookup columns whose target table the sandbox does not serve (no Lookup in the schema).
-_UNSERVED_TARGETS = {
-    "createdby": ("systemuser",),
-    "modifiedby": ("systemuser",),
-    "accountid": ("account",),
-    "contactid": ("contact",),
-    "salesorderid": ("salesorder",),
-    "ownerid": ("systemuser", "team"),
-    "bcbi_defaultowningteam": ("team",),
-}
-
-_TYPE_BY_EDM = {
-    "Edm.String": "String",
-    "Edm.Guid": "Uniqueidentifier",
-    "Edm.Boolean": "Boolean",
-    "Edm.Int32": "Integer",
-    "Edm.Int64": "BigInt",
-    "Edm.Double": "Double",
-    "Edm.Date": "DateTime",
-    "Edm.DateTimeOffset": "DateTime",
-}
-
-
-def _metadata_id(*parts: str) -> str:
-    return str(uuid.uuid5(_METADATA_NS, ":".join(parts)))
-
-
-def _label(text: str) -> dict[str, Any]:
-    return {"UserLocalizedLabel": {"Label": text, "LanguageCode": 1033}, "LocalizedLabels": []}
-
-
-def _attribute_type(p: Prop) -> str:
-    if p.options is not None:
-        return {"statecode": "State", "statuscode": "Status"}.get(p.name, "Picklist")
-    if p.edm == "Edm.Decimal":
-        return "Decimal" if p.name in DECIMAL_ATTRIBUTES else "Money"
-    if p.edm == "Edm.String" and p.name in MEMO_ATTRIBUTES:
-        return "Memo"
-    return _TYPE_BY_EDM[p.edm]
-
-
-def _lookup_attribute(es: EntitySet, column: str) -> dict[str, Any]:
-    lks = [lk for lk in es.lookups if lk.column == column]
-    targets: list[str] = []
-    for lk in lks:
-        target = entity_set("dataverse", lk.target)
-        assert target is not None
-        targets.append(target.logical_name or target.type_name)
-    if not targets:
-        targets = list(_UNSERVED_TARGETS.get(column, ()))
-    kind = (
-        "Owner" if column == "ownerid" else "Customer" if {"account", "contact"} <= set(targets) else "Lookup"
-    )
-    return {
-        "LogicalName": column,
-        "AttributeType": kind,
-        "AttributeTypeName": {"Value": f"{kind}Type"},
-        "Targets": targets,
-        "IsValidForCreate": bool(lks) and column not in ("createdby", "modifiedby"),
-        "IsValidForUpdate": bool(lks) and column not in ("createdby", "modifiedby"),
-        "RequiredLevel": {"Value": "None"},
-    }
 
 
 def attribute_definitions(es: EntitySet) -> list[dict[str, Any]]:
-    """``EntityDefinitions(...)/Attributes`` of a Dataverse set: one per column (lookups by column name)."""
-    logical = es.logical_name or es.type_name
-    out: list[dict[str, Any]] = []
-    for p in es.props:
-        if p.name.startswith("_") and p.name.endswith("_value"):
-            attr = _lookup_attribute(es, p.name[1:-6])
-        else:
-            kind = _attribute_type(p)
-            attr = {
-                "LogicalName": p.name,
-                "AttributeType": kind,
-                "AttributeTypeName": {"Value": f"{kind}Type"},
-                "IsValidForCreate": not p.read_only or p.name == es.key,
-                "IsValidForUpdate": not p.read_only and p.name != es.key,
-                "RequiredLevel": {"Value": "SystemRequired" if p.required or p.name == es.key else "None"},
-            }
-            if kind in ("String", "Memo") and p.max_length:
-                attr["MaxLength"] = p.max_length
-            if p.edm in ("Edm.Date", "Edm.DateTimeOffset"):
-                attr["Format"] = "DateOnly" if p.edm == "Edm.Date" else "DateAndTime"
-            if p.options is not None:
-                attr["OptionSet"] = {
-                    "Name": f"{logical}_{p.name}",
-                    "Options": [{"Value": v, "Label": _label(text)} for v, text in p.options],
-                }
-                if p.default is not None:
-                    attr["DefaultFormValue"] = p.default
-        attr["SchemaName"] = attr["LogicalName"]
-        attr["EntityLogicalName"] = logical
-        attr["IsPrimaryId"] = p.name == es.key
-        attr["IsPrimaryName"] = p.name == es.primary_name
-        attr["IsValidForRead"] = True
-        attr["MetadataId"] = _metadata_id("attribute", logical, attr["LogicalName"])
-        out.append(attr)
-    return out
+    """``EntityDefinitions(...)/Attributes`` of a Dataverse set: one per column (lookups by column name),
+    each with its ``@odata.type``; choice columns carry their ``OptionSet`` inline."""
+    return entity_metadata.attribute_dicts(es)
 
 
 def entity_definition(es: EntitySet, *, with_attributes: bool = False) -> dict[str, Any]:
-    logical = es.logical_name or es.type_name
-    out: dict[str, Any] = {
-        "MetadataId": _metadata_id("entity", logical),
-        "LogicalName": logical,
-        "SchemaName": logical,
-        "EntitySetName": es.name,
-        "LogicalCollectionName": es.name,
-        "PrimaryIdAttribute": es.key,
-        "PrimaryNameAttribute": es.primary_name,
-        "ChangeTrackingEnabled": es.change_tracking,
-        "IsCustomEntity": logical.startswith("bcbi_"),
-        "DisplayName": _label(logical),
-    }
+    out = dict(entity_metadata.model().by_logical[entity_metadata.logical_name(es)].props)
     if with_attributes:
         out["Attributes"] = attribute_definitions(es)
     return out

@@ -288,7 +288,7 @@ class Seeder:
     # -- the run -------------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        from d365kit.sandbox import seed_jobs, seed_kits
+        from d365kit.sandbox import bc_pages, seed_jobs, seed_kits
         from d365kit.sandbox.seed_plant import Planter
 
         seed_kits.foundation(self)
@@ -303,6 +303,9 @@ class Seeder:
             self.flush()
         seed_jobs.write(self)
         self.flush()
+        bc_pages.seed(
+            self
+        )  # rows of the BC page parts (payment methods, default dimensions): no random draws
         return self.manifest(planter)
 
     def manifest(self, planter: Any) -> dict[str, Any]:

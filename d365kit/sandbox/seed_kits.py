@@ -19,6 +19,15 @@ from d365kit.sandbox.seed_catalog import BIDI, BY_NAME, Mapping
 APPLICATION_USER_ID = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"  # = dataverse_api.APPLICATION_USER_ID
 
 
+def date_time(date: str | None) -> str | None:
+    """A BC date as a Dataverse UserLocal date-time column stores it (midnight UTC; the store's format).
+
+    ``invoice.datedelivered`` and ``invoicedetail.actualdeliveryon`` are DateTime columns with UserLocal
+    behaviour (tables/dataverse.toml): the integration writes the date as a date-time.
+    """
+    return f"{date}T00:00:00.000Z" if date else None
+
+
 def nz(value: str) -> str | None:
     """A BC blank text as Dataverse stores it (null)."""
     return value or None
@@ -1165,7 +1174,7 @@ class Invoices(Kit):
             "name": bc["number"],
             "invoicenumber": bc["number"],
             "duedate": bc["dueDate"],
-            "datedelivered": bc["postingDate"],
+            "datedelivered": date_time(bc["postingDate"]),
             "totalamountlessfreight": bc["totalAmountExcludingTax"],
             "totalamount": total,
             "totallineitemamount": bc["totalAmountExcludingTax"],
@@ -1296,7 +1305,7 @@ class Lines(Kit):
             "exchangerate": 1.0,
             "lineitemnumber": ln["sequence"],
             "sequencenumber": ln["sequence"] // 10000,
-            "actualdeliveryon": ln.get("shipmentDate"),
+            "actualdeliveryon": date_time(ln.get("shipmentDate")),
             "_ownerid_value": inv["_ownerid_value"],
             **{
                 k: inv[k]

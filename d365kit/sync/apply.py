@@ -13,11 +13,25 @@
    rows.
 5. Job and error rows: journal and companion API.
 
-``resume`` runs steps 3-5 again for a journaled run: operations still ``planned`` are sent, ``sent`` ones
-verified first, finished ones left alone, so a run killed at any point ends in the same state as one that
-was not. Choice (UNVERIFIED for real services' exact semantics): a create's retry relies on the service
-refusing a second row with the same primary key (BC 409 ``Internal_EntityWithSameKeyExists``, Dataverse
-412 ``DuplicateRecord``), which verification then confirms by reading the row.
+Before step 2: the profile's target must be the plan's (``target.check_same``), a production target needs
+``confirm=True``, the run takes the locks of its mappings on this target (``locks``; ``wait`` seconds at
+most, else ``SyncLockedError``), and operations an earlier run of the same journal finished are not sent
+again: they end ``already_applied`` (a replay). In step 3, before a planned write is sent, its source row's
+modification time is read again (in chunks): a source changed since planning, or a record another run
+wrote after the plan was made, ends ``stale`` (re-plan), unless ``stale="current"`` writes the source's
+current values.
+
+Outcomes are never guessed: an operation whose outcome is still unclear after ``MAX_ROUNDS`` is verified
+once more, and what stays unclear ends ``unknown`` (not ``failed``); one verified as not applied goes back to
+``planned``. Such a run ends ``incomplete``; its job rows (BC's job log) wait until every outcome is
+verified, so they count verified outcomes only.
+
+``resume`` runs steps 3-5 again for a journaled run: operations still ``planned`` are sent, ``sent`` and
+``unknown`` ones verified first, finished ones left alone, failed coupling changes written again, so a run
+killed at any point ends in the same state as one that was not. Choice (UNVERIFIED for real services'
+exact semantics): a create's retry relies on the service refusing a second row with the same primary key
+(BC 409 ``Internal_EntityWithSameKeyExists``, Dataverse 412 ``DuplicateRecord``), which verification then
+confirms by reading the row.
 """
 
 from __future__ import annotations
@@ -34,15 +48,20 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from d365kit.bc import COMPANION, COUPLINGS, SYNC_JOB_ERRORS, SYNC_JOBS
-from d365kit.errors import D365Error, ODataError, SyncPlanError
+from d365kit.errors import D365Error, ODataError, SyncPlanError, SyncTargetError
+from d365kit.mapping import Catalog, load_catalog
 from d365kit.odata.batch import BatchRequest as Request
 from d365kit.sync import records, writers
+from d365kit.sync.build import MappingPlanner
+from d365kit.sync.context import PlanContext
 from d365kit.sync.journal import Journal, default_path
-from d365kit.sync.model import FINAL, Operation
+from d365kit.sync.locks import RunLocks
+from d365kit.sync.model import FINAL, OPEN, STALE_POLICIES, Operation
 from d365kit.sync.plan import SyncPlan, check_operations
 from d365kit.sync.run import SyncRun
+from d365kit.sync.target import Target, check_same, confirm_production, target_of
 from d365kit.systems import Systems
-from d365kit.timestamps import now
+from d365kit.timestamps import iso, now
 
 MAX_ROUNDS = 12
 MAX_WAIT = 30.0
@@ -73,22 +92,44 @@ class _Executor:
         progress: bool,
         batch_size: int | None,
         fresh: list[Operation] | None = None,
+        target: Target,
+        catalog: Catalog | None = None,
+        stale: str = "stop",
+        plan_created: str | None = None,
+        replayed: dict[str, str] | None = None,
     ):
         """``fresh``: the operations of a run just journaled (spares reading them back)."""
         self.systems, self.journal, self.run_id = systems, journal, run_id
         self.progress, self.batch_size = progress, batch_size
+        self.target, self.catalog, self.stale_policy = target, catalog, stale
+        self.plan_created = plan_created
+        self.target_key = "|".join(target.key)
         if fresh is None:
             frame = journal.operations(run_id)
         else:
+            replayed = replayed or {}
             frame = pd.DataFrame(
                 {
                     "op_id": [op.op_id for op in fresh],
                     "op": fresh,
-                    "state": ["skipped" if op.kind == "skip" else "planned" for op in fresh],
+                    "state": [
+                        "already_applied"
+                        if op.op_id in replayed
+                        else "skipped"
+                        if op.kind == "skip"
+                        else "planned"
+                        for op in fresh
+                    ],
                     "attempts": 0,
                     "result_stamp": None,
-                    "error": None,
-                    "coupling_state": ["pending" if op.coupling_action else "none" for op in fresh],
+                    "error": [
+                        f"already applied by run {replayed[op.op_id]}" if op.op_id in replayed else None
+                        for op in fresh
+                    ],
+                    "coupling_state": [
+                        "pending" if op.coupling_action and op.op_id not in replayed else "none"
+                        for op in fresh
+                    ],
                 }
             )
         self.ops: dict[str, Operation] = {op.op_id: op for op in frame["op"]}
@@ -98,6 +139,11 @@ class _Executor:
         self.error = dict(zip(frame["op_id"], frame["error"], strict=True))
         self.attempts = dict(zip(frame["op_id"], frame["attempts"], strict=True))
         self.coupling_state = dict(zip(frame["op_id"], frame["coupling_state"], strict=True))
+        retry = [i for i, c in self.coupling_state.items() if c == "failed"]  # resume retries them
+        if retry:
+            journal.mark_couplings(run_id, [(i, "pending") for i in retry])
+            self.coupling_state.update(dict.fromkeys(retry, "pending"))
+        self.checked: set[str] = set()  # planned writes whose source was read again
         self.last_error: dict[str, tuple[str | None, str | None]] = {}
         self.duplicates: set[str] = set()
         self.warnings: list[str] = []
@@ -121,16 +167,29 @@ class _Executor:
                 for mapping in dict.fromkeys(op.mapping for op in self.ops.values()):
                     self._stage([self.ops[i] for i in self.order if self.ops[i].mapping == mapping], bar)
             self._couplings()
-            self._jobs()
+            open_ops = [i for i in self.order if self.state[i] in OPEN]
+            if open_ops:
+                self.warnings.append(
+                    f"{len(open_ops)} operation(s) not finished ({self._open_states(open_ops)}): their outcome "
+                    f"is verified by reading before anything else when you resume the run "
+                    f"(d365kit sync resume {self.run_id}); the job rows wait until then"
+                )
+            else:
+                self._jobs()
         finally:
             self.pool.shutdown(wait=True)
-        self.journal.finish_run(self.run_id)
+        done = not open_ops and all(c in ("done", "none") for c in self.coupling_state.values())
+        self.journal.finish_run(self.run_id, "finished" if done else "incomplete")
         return self._result(time.perf_counter() - started)
+
+    def _open_states(self, op_ids: list[str]) -> str:
+        counted = pd.Series([self.state[i] for i in op_ids]).value_counts()
+        return ", ".join(f"{n} {state}" for state, n in counted.items())
 
     # records ---------------------------------------------------------------------------------------
 
     def _finish(self, outcomes: list[writers.Outcome], bar: Any = None) -> None:
-        final = [o for o in outcomes if o.state in ("done", "conflict", "failed")]
+        final = [o for o in outcomes if o.state in FINAL]
         for o in outcomes:
             if o.state not in ("done", "resend"):
                 self.last_error[o.op_id] = (o.code, o.error)
@@ -149,7 +208,7 @@ class _Executor:
     def _blocked(self, op: Operation) -> str | None:
         for dep in op.depends_on:
             state = self.state.get(dep)
-            if state in ("failed", "conflict", "skipped"):
+            if state in ("failed", "conflict", "skipped", "stale"):
                 other = self.ops[dep]
                 return f"not sent: it depends on {other.mapping} {other.bc_key or other.bc_id} ({other.kind}), which ended {state}"
         return None
@@ -166,13 +225,13 @@ class _Executor:
         if quiet:
             self._finish([writers.Outcome(op.op_id, "done") for op in quiet])
         pending = [op for op in ops if op.write and self.state[op.op_id] not in FINAL]
-        uncertain = {op.op_id for op in pending if self.state[op.op_id] == "sent"}
+        uncertain = {op.op_id for op in pending if self.state[op.op_id] in ("sent", "unknown")}
         rounds, hint = 0, None
         while pending:
             if rounds:
                 time.sleep(_backoff(rounds, hint))
             if rounds >= MAX_ROUNDS:
-                self._give_up(pending, bar)
+                self._give_up(pending, uncertain, bar)
                 return
             blocked = [(op, why) for op in pending if (why := self._blocked(op))]
             self._finish(
@@ -189,6 +248,7 @@ class _Executor:
                 and op.op_id not in uncertain
                 and all(self.state.get(d) in FINAL for d in op.depends_on)
             ]
+            ready = self._fresh(ready, bar)
             hint = self._send(ready, uncertain, bar)
             pending = [op for op in pending if self.state[op.op_id] not in FINAL]
             rounds += 1
@@ -233,16 +293,118 @@ class _Executor:
             self._drain_early(block=False)
         return hint
 
-    def _give_up(self, ops: list[Operation], bar: Any) -> None:
-        outcomes = []
-        for op in ops:
+    def _give_up(self, ops: list[Operation], uncertain: set[str], bar: Any) -> None:
+        """After ``MAX_ROUNDS``: verify the unclear ones once more; never guess an outcome. What is still
+        unclear ends ``unknown``; what was verified as not applied (or never sent) stays ``planned``."""
+        unclear = [op for op in ops if op.op_id in uncertain and self.state[op.op_id] not in FINAL]
+        resend = self._verify(unclear, bar)
+        left = [op for op in ops if self.state[op.op_id] not in FINAL]
+        marks = []
+        for op in left:
             code, text = self.last_error.get(op.op_id, (None, None))
-            outcomes.append(
-                writers.Outcome(
-                    op.op_id, "failed", code=code, error=f"gave up after {MAX_ROUNDS} rounds: {text}"
+            if op.op_id in uncertain and op.op_id not in resend:
+                state, error = "unknown", f"outcome unknown after {MAX_ROUNDS} rounds (last: {text})"
+            else:
+                state, error = "planned", f"not applied after {MAX_ROUNDS} rounds (last: {text})"
+            self.state[op.op_id], self.error[op.op_id] = state, error
+            marks.append((op.op_id, state, None, None, code, f"{error}; resume the run to finish it"))
+        self.journal.mark(self.run_id, marks)
+
+    # sources changed after planning ----------------------------------------------------------------
+
+    def _fresh(self, ops: list[Operation], bar: Any) -> list[Operation]:
+        """The planned writes of ``ops`` whose source is as planned (read again, in chunks, once per write)
+        and that no other run wrote after the plan was made; the others end ``stale`` (or, with
+        ``stale="current"``, get the source's current values). Ops whose source cannot be read now wait."""
+        todo = [op for op in ops if op.op_id not in self.checked and self.state[op.op_id] == "planned"]
+        if not todo:
+            return ops
+        outcomes: dict[str, writers.Outcome] = {}
+        waiting: set[str] = set()
+        for op_id, why in self._touched_by_others(todo).items():
+            outcomes[op_id] = writers.Outcome(op_id, "stale", code="Stale", error=why)
+        groups: dict[tuple[str, str | None, str], list[Operation]] = {}
+        for op in todo:
+            if op.op_id not in outcomes and op.source_set and op.source_stamp_field and op.source_stamp:
+                groups.setdefault((op.source_set, op.source_api, op.source_stamp_field), []).append(op)
+        changed: list[tuple[Operation, str | None]] = []
+        for (entity_set, api, stamp), group in groups.items():
+            ids = [op.source_id or "" for op in group]
+            try:
+                if group[0].direction == "to_dataverse":
+                    rows = self.systems.bc.rows_by_id(entity_set, ids, [stamp], api=api or "v2.0")
+                else:
+                    rows = self.systems.dataverse.rows_by_id(entity_set, ids, [stamp])
+            except D365Error as exc:  # cannot tell now: not sent this round
+                for op in group:
+                    self.last_error[op.op_id] = ("SourceCheck", str(exc))
+                waiting |= {op.op_id for op in group}
+                continue
+            for op, i in zip(group, ids, strict=True):
+                now_stamp = iso(rows.at[i.lower(), stamp]) if i.lower() in rows.index else None
+                if now_stamp != op.source_stamp:
+                    changed.append((op, now_stamp))
+        if changed and self.stale_policy == "current":
+            outcomes.update(self._rewrite([op for op, _ in changed]))
+        else:
+            for op, stamp_now in changed:
+                what = "no longer exists" if stamp_now is None else f"changed at {stamp_now}"
+                outcomes[op.op_id] = writers.Outcome(
+                    op.op_id,
+                    "stale",
+                    code="Stale",
+                    error=f"not written: the source row {what}, after the plan read it ({op.source_stamp}); "
+                    'plan again (or apply with stale="current" to write its current values)',
                 )
-            )
-        self._finish(outcomes, bar)
+        self.checked |= {op.op_id for op in todo if op.op_id not in waiting}
+        if outcomes:
+            self._finish(list(outcomes.values()), bar)
+        return [op for op in ops if op.op_id not in waiting and self.state[op.op_id] not in FINAL]
+
+    def _touched_by_others(self, ops: list[Operation]) -> dict[str, str]:
+        """Records another run of this target wrote (or may have written) after this run's plan was made."""
+        if not self.plan_created:
+            return {}
+        ids = sorted({i for op in ops for i in op.record_ids})
+        others = self.journal.touching(self.target_key, ids, exclude_run=self.run_id)
+        if others.empty:
+            return {}
+        mine = set(self.ops)
+        others = others[
+            others["state"].isin(["done", "sent", "unknown"])
+            & (others["updated_at"] > self.plan_created)
+            & ~others["op_id"].isin(mine)
+        ]
+        by_id: dict[str, tuple[str, str]] = {}
+        for other, run_id, at in zip(others["op"], others["run_id"], others["updated_at"], strict=True):
+            for i in other.record_ids - {(other.coupling_id or "").lower()}:
+                by_id.setdefault(i, (run_id, at))
+        out = {}
+        for op in ops:
+            hit = next((by_id[i] for i in op.record_ids if i in by_id), None)
+            if hit:
+                out[op.op_id] = (
+                    f"not written: run {hit[0]} wrote this record at {hit[1]}, after this plan was made "
+                    f"({self.plan_created}); plan again"
+                )
+        return out
+
+    def _rewrite(self, ops: list[Operation]) -> dict[str, writers.Outcome]:
+        """``stale="current"``: the changed sources' current values into ``ops`` (journaled); returns the
+        outcomes of those that cannot be written."""
+        catalog = self.catalog or load_catalog()
+        ctx = PlanContext(self.systems, catalog, self.systems.ledger())
+        problems: dict[str, str] = {}
+        groups: dict[tuple[str, str | None], list[Operation]] = {}
+        for op in ops:
+            groups.setdefault((op.mapping, op.direction), []).append(op)
+        for (mapping, _), group in groups.items():
+            problems |= MappingPlanner(ctx, catalog[mapping], None).refresh(group)
+        self.journal.save_operations(self.run_id, [op for op in ops if op.op_id not in problems])
+        return {
+            i: writers.Outcome(i, "stale", code="Stale", error=f"not written: {why}")
+            for i, why in problems.items()
+        }
 
     # couplings -------------------------------------------------------------------------------------
 
@@ -462,15 +624,18 @@ class _Executor:
                 "reason": [op.reason for op in ops],
             }
         )
-        return SyncRun(
-            self.run_id,
-            self.journal.path,
-            out,
-            self.journal.jobs(self.run_id),
-            self.journal.job_errors(self.run_id),
-            seconds,
-            self.warnings,
-        )
+        jobs, errors = self.journal.jobs(self.run_id), self.journal.job_errors(self.run_id)
+        if any(self.state[i] in OPEN for i in self.order):  # not journaled yet: the verified outcomes so far
+            run = self.journal.run(self.run_id) or {}
+            rows, error_rows = records.job_rows(
+                self.run_id,
+                run.get("created_at") or now(),
+                now(),
+                self._frame(),
+                _captions({op.mapping for op in self.ops.values()}),
+            )
+            jobs, errors = pd.DataFrame(rows), pd.DataFrame(error_rows)
+        return SyncRun(self.run_id, self.journal.path, out, jobs, errors, seconds, self.warnings)
 
 
 def _captions(mappings: set[str]) -> dict[str, str]:
@@ -484,6 +649,22 @@ def _captions(mappings: set[str]) -> dict[str, str]:
 # -- entry points ----------------------------------------------------------------------------------------
 
 
+def _replays(j: Journal, plan: SyncPlan) -> dict[str, str]:
+    """Operations of ``plan`` an earlier run of this journal finished: op id -> that run. Refuses a plan
+    whose operations an unfinished run still holds open (resume that run instead)."""
+    earlier = j.finished_ops([op.op_id for op in plan.operations])
+    if earlier.empty:
+        return {}
+    open_runs = sorted(set(earlier.loc[earlier["state"].isin(OPEN), "run_id"]))
+    if open_runs:
+        raise SyncPlanError(
+            f"this plan was applied before by run {', '.join(open_runs)}, which has not finished: resume it "
+            f"(ws.resume(run_id), d365kit sync resume {open_runs[0]}) instead of applying the plan again"
+        )
+    done = earlier[earlier["state"].isin(["done", "already_applied"])]
+    return dict(zip(done["op_id"], done["run_id"], strict=True))
+
+
 def apply(
     systems: Systems,
     plan: SyncPlan,
@@ -492,22 +673,57 @@ def apply(
     progress: bool = True,
     batch_size: int | None = None,
     run_id: str | None = None,
+    target: Target | None = None,
+    production: bool | None = None,
+    confirm: bool = False,
+    wait: float = 0.0,
+    stale: str = "stop",
 ) -> SyncRun:
     """Run ``plan`` (see the module docstring). ``journal``: the journal file (default
     ``journal.default_path(profile)``); ``batch_size``: operations per request (default and maximum:
-    BC 100, Dataverse 500)."""
+    BC 100, Dataverse 500); ``target``: the profile's target (default: read from ``systems``, production
+    when ``production`` says so, else by the environment's name); ``confirm``: write to a production target; ``wait``: seconds to wait for
+    another run holding a lock of these mappings; ``stale``: ``stop`` (a source changed since planning ends
+    ``stale``) or ``current`` (write its current values)."""
+    if stale not in STALE_POLICIES:
+        raise SyncPlanError(f"stale must be one of {STALE_POLICIES}, not {stale!r}")
     check_operations(plan.catalog, plan.operations)
     for op in plan.operations:
         if op.write == "update" and not op.etag:
             raise SyncPlanError(
                 f"operation {op.op_id} ({op.mapping} {op.bc_key}) has no ETag to send as If-Match"
             )
+    target = target or target_of(systems, production)
+    check_same(plan.target, target, "this plan")
+    confirm_production(target, plan.operations, confirm, "applying this plan")
     run_id = run_id or str(uuid.uuid4())
     path = Path(journal) if journal else default_path(systems.profile)
-    with Journal(path) as j:
-        j.start_run(run_id, systems.profile, plan.operations, plan.options)
+    with Journal(path) as j, RunLocks(target, plan.mappings, run_id, path) as locks:
+        locks.acquire(wait)
+        replayed = _replays(j, plan)
+        j.start_run(
+            run_id,
+            systems.profile,
+            plan.operations,
+            plan.options,
+            target=target.to_dict(),
+            target_key="|".join(target.key),
+            plan_created=plan.created,
+            locks=plan.mappings,
+            replayed=replayed,
+        )
         return _Executor(
-            systems, j, run_id, progress=progress, batch_size=batch_size, fresh=list(plan.operations)
+            systems,
+            j,
+            run_id,
+            progress=progress,
+            batch_size=batch_size,
+            fresh=list(plan.operations),
+            target=target,
+            catalog=plan.catalog,
+            stale=stale,
+            plan_created=plan.created,
+            replayed=replayed,
         ).run()
 
 
@@ -518,12 +734,47 @@ def resume(
     journal: str | Path | None = None,
     progress: bool = True,
     batch_size: int | None = None,
+    target: Target | None = None,
+    production: bool | None = None,
+    confirm: bool = False,
+    wait: float = 0.0,
+    stale: str = "stop",
 ) -> SyncRun:
-    """Finish a journaled run (interrupted or not): see the module docstring."""
+    """Finish a journaled run (interrupted or not): see the module docstring. Refused when the profile's
+    target is not the run's; a production target needs ``confirm`` when work is left."""
+    if stale not in STALE_POLICIES:
+        raise SyncPlanError(f"stale must be one of {STALE_POLICIES}, not {stale!r}")
     path = Path(journal) if journal else default_path(systems.profile)
     if not path.exists():
         raise SyncPlanError(f"no journal at {path}")
     with Journal(path) as j:
-        if j.run(run_id) is None:
+        run = j.run(run_id)
+        if run is None:
             raise SyncPlanError(f"no run {run_id} in the journal {path}")
-        return _Executor(systems, j, run_id, progress=progress, batch_size=batch_size).run()
+        target = target or target_of(systems, production)
+        recorded = Target.from_dict(run["target"])
+        if recorded is not None:
+            check_same(recorded, target, f"run {run_id}")
+        elif run["profile"] != systems.profile:  # journaled before runs recorded their target
+            raise SyncTargetError(
+                f"run {run_id} was made with profile {run['profile']!r} and records no target; resume it with "
+                f"that profile, not {systems.profile!r}"
+            )
+        ops = j.operations(run_id)
+        left = ops[ops["state"].isin(OPEN) | ops["coupling_state"].isin(["pending", "failed"])]
+        if len(left):
+            confirm_production(target, list(left["op"]), confirm, f"resuming run {run_id}")
+        mappings = list(dict.fromkeys(ops["mapping"]))
+        with RunLocks(target, mappings, run_id, path) as locks:
+            locks.acquire(wait)
+            j.set_locks(run_id, mappings)
+            return _Executor(
+                systems,
+                j,
+                run_id,
+                progress=progress,
+                batch_size=batch_size,
+                target=target,
+                stale=stale,
+                plan_created=run.get("plan_created"),
+            ).run()

@@ -6,6 +6,12 @@ An update writes only the mapped fields that differ and that sync in its directi
 the field's direction allow it, and Dataverse says the attribute is valid for update); the others are named
 in the reason. ``before`` are the target's values as read now, and the target's ETag now is what apply sends
 as ``If-Match``, so a change after planning is a conflict, never overwritten.
+
+Text longer than the target column's ``MaxLength`` (``$metadata``) is named in the reason (the service will
+refuse it); with ``truncate=True`` it is cut to that length, and the operation records it (``truncated``:
+column -> original length, and the reason). Each operation also names its source row's entity set and
+modification time property, so apply can tell a source changed after planning (``refresh`` rewrites the
+values from the source as it is now, for ``stale="current"``).
 """
 
 from __future__ import annotations
@@ -46,11 +52,46 @@ def field_named(m: TableMapping, name: str) -> FieldMapping:
 class MappingPlanner:
     """Operations for the selected records of one mapping."""
 
-    def __init__(self, ctx: PlanContext, m: TableMapping, fields: Iterable[str] | None):
+    def __init__(
+        self, ctx: PlanContext, m: TableMapping, fields: Iterable[str] | None, *, truncate: bool = False
+    ):
         self.ctx, self.m, self.systems = ctx, m, ctx.systems
         self.tctx = ctx.transforms()
         self.only = {field_named(m, n) for n in fields} if fields else None
         self.et = self.systems.dataverse.metadata().entity(m.dv_entity)
+        self.truncate = truncate or ctx.truncate
+
+    def _max_lengths(self, direction: str) -> dict[str, int]:
+        """The target's text columns with a ``MaxLength`` in ``$metadata``."""
+        if direction == "to_dataverse":
+            return self.et.max_length
+        return self.systems.bc.metadata(self.m.api_path).entity(self.m.bc_entity).max_length
+
+    def _fit(self, op: Operation) -> str | None:
+        """Text longer than the target column: cut to its length when ``truncate`` (recorded in
+        ``op.truncated`` and the reason), else None (the service refuses it at apply, naming the field)."""
+        limits = self._max_lengths(op.direction or "")
+        long = {
+            c: len(v)
+            for c, v in op.after.items()
+            if isinstance(v, str) and c in limits and len(v) > limits[c]
+        }
+        if not long:
+            return None
+        if not self.truncate:
+            return (
+                "; too long for the target (the service will refuse it; truncate=True cuts it): "
+                + ", ".join(f"{c} has {n} characters, at most {limits[c]}" for c, n in long.items())
+            )
+        for column, length in long.items():
+            cut = op.after[column][: limits[column]]
+            op.after[column] = cut
+            if column in op.body:
+                op.body[column] = cut
+            op.truncated[column] = length
+        return "; truncated (truncate=True): " + ", ".join(
+            f"{c} from {n} to {limits[c]} characters" for c, n in long.items()
+        )
 
     def _columns(self, direction: str, purpose: str) -> list[Column]:
         """The columns written in ``direction``: restricted to ``fields=`` and, in Dataverse, to the
@@ -70,7 +111,15 @@ class MappingPlanner:
             "from_dataverse": (m.bc_entity, m.api_path, m.bc_modified),
         }
         target_set, api, stamp = target.get(direction or "", (None, None, None))
+        source = {
+            "to_dataverse": (m.bc_entity, m.api_path, m.bc_modified),
+            "from_dataverse": (m.dv_entity, None, m.dv_modified),
+        }
+        source_set, source_api, source_stamp = source.get(direction or "", (None, None, None))
         return Operation(
+            source_set=source_set,
+            source_api=source_api,
+            source_stamp_field=source_stamp,
             op_id=new_id(),
             mapping=m.name,
             kind=kind,
@@ -209,7 +258,7 @@ class MappingPlanner:
             op.after = {targets[k]: values[j, k] for k in chosen}
             op.before = {targets[k]: current[j, k] for k in chosen}
             op.body = wire(by_target, op.after, {})
-            op.reason += note
+            op.reason += note + (self._fit(op) or "")
             ops.append(op)
         return ops
 
@@ -275,11 +324,50 @@ class MappingPlanner:
             op.fields = tuple(cols[k].name for k in chosen)
             op.after = after
             op.body = {key: row_id, **wire(by_target, after, extras.binds)}
+            op.reason += self._fit(op) or ""
             op.source_stamp = stamps[j]
             self.ctx.add_coupling(m.bc_table_id, op.bc_id, op.dataverse_id, op.coupling_id)  # type: ignore[arg-type]
             self.ctx.planned[row_id] = op.op_id
             ops.append(op)
         return ops
+
+    def refresh(self, ops: list[Operation]) -> dict[str, str]:
+        """``stale="current"``: give ``ops`` (one direction, sources changed since planning) the values of
+        their planned columns as the source holds them now, and the source's modification time now.
+        Returns op id -> a problem for those that cannot be written (source gone, a value without
+        counterpart)."""
+        d = ops[0].direction or ""
+        to_dv = d == "to_dataverse"
+        ids = [op.source_id or "" for op in ops]
+        bc, dv = self._read(ids if to_dv else [], [] if to_dv else ids, {d})
+        src = (bc if to_dv else dv).reindex([i.lower() for i in ids])
+        cols = [c for c in columns(self.tctx, self.m, d) if any(c.target in op.after for op in ops)]
+        conv = convert(self.tctx, self.m, d, cols, src)
+        stamps = self._stamp(bc if to_dv else dv, "bc" if to_dv else "dataverse", [i.lower() for i in ids])
+        problems: dict[str, str] = {}
+        for j, op in enumerate(ops):
+            if ids[j].lower() not in (bc if to_dv else dv).index:
+                problems[op.op_id] = "the source row no longer exists"
+                continue
+            for c in cols:
+                if c.target not in op.after:
+                    continue
+                note = conv.notes[c.target].iloc[j]
+                if not pd.isna(note):
+                    problems[op.op_id] = f"cannot write {note}"
+                    break
+                value = conv.values[c.target].iloc[j]
+                op.after[c.target] = value
+                for key in [
+                    k for k in op.body if k == c.target or (c.bind and k == f"{c.bind[0]}@odata.bind")
+                ]:
+                    op.body.pop(key)
+                op.body.update(wire({c.target: c}, {c.target: value}, {}))
+            else:
+                op.source_stamp = stamps[j]
+                op.reason += "; written with the source's current values (it changed after planning)"
+                op.reason += self._fit(op) or ""
+        return problems
 
     def simple(self, recs: pd.DataFrame) -> list[Operation]:
         """Uncouple and skip operations (nothing to read)."""

@@ -29,6 +29,7 @@ class PlanContext:
     _rows: list[dict[str, Any]] = field(default_factory=list)
     _cache: dict[str, Any] = field(default_factory=dict)
     counters: dict[int, int] = field(default_factory=dict)  # numbers handed out to new rows, per BC table
+    truncate: bool = False  # cut text longer than the target column (recorded in the operation)
 
     def add_coupling(self, table_id: int | None, bc_id: str, dataverse_id: str, coupling_id: str) -> None:
         """A coupling the plan will add (a create's, or a match's)."""

@@ -43,12 +43,11 @@ def lock_dir() -> Path:
 
 
 def private_dir(path: Path, own: bool = True) -> None:
-    """Create ``path`` (and missing parents) as 0700; when ``own``, make an existing one 0700 too."""
-    missing = [p for p in (path, *path.parents) if not p.exists()]
+    """Create ``path`` as 0700 (missing parents as usual); when ``own`` (a folder of d365kit's own), make an
+    existing one 0700 too. A folder the user chose (``/tmp``) is left as it is."""
+    created = not path.exists()
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for p in missing:
-        os.chmod(p, 0o700)
-    if own:
+    if created or own:
         os.chmod(path, 0o700)
 
 

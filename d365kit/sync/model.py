@@ -28,8 +28,13 @@ KINDS = ("create", "update", "couple", "uncouple", "skip")
 SYNC_DIRECTIONS = ("to_dataverse", "from_dataverse")
 POLICIES = ("skip", "bc_wins", "dataverse_wins")  # BC's update-conflict resolution: None / Send / Get
 POLICY_DIRECTION = {"bc_wins": "to_dataverse", "dataverse_wins": "from_dataverse"}
-STATES = ("planned", "sent", "done", "failed", "conflict", "skipped")
-FINAL = frozenset({"done", "failed", "conflict", "skipped"})
+# planned: not sent yet; sent: sent, no answer yet; unknown: sent, outcome not verified (verify by reading);
+# done / failed / conflict / skipped; stale: not sent, the source changed after planning (re-plan);
+# already_applied: a replay of an operation an earlier run of the same journal finished.
+STATES = ("planned", "sent", "unknown", "done", "failed", "conflict", "skipped", "stale", "already_applied")
+FINAL = frozenset({"done", "failed", "conflict", "skipped", "stale", "already_applied"})
+OPEN = frozenset({"planned", "sent", "unknown"})  # a run with one of these is not finished
+STALE_POLICIES = ("stop", "current")  # a source changed after planning: stale, or write its current value
 IN_SYNC = "nothing to write: the mapped fields agree"
 BC_DIRECTION = {"to_dataverse": "ToIntegrationTable", "from_dataverse": "FromIntegrationTable"}
 
@@ -65,6 +70,10 @@ class Operation:
     source_stamp: str | None = None
     synced: dict[str, str | None] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
+    source_set: str | None = None  # the source row's entity set (re-read at apply: changed since planning?)
+    source_api: str | None = None  # BC API path of ``source_set``
+    source_stamp_field: str | None = None  # the source's modification time property
+    truncated: dict[str, int] = field(default_factory=dict)  # column -> original length (``truncate=True``)
 
     @property
     def write(self) -> str | None:
@@ -78,6 +87,15 @@ class Operation:
     @property
     def coupling_action(self) -> str | None:
         return {"create": "add", "couple": "add", "update": "update", "uncouple": "remove"}.get(self.kind)
+
+    @property
+    def source_id(self) -> str | None:
+        return {"to_dataverse": self.bc_id, "from_dataverse": self.dataverse_id}.get(self.direction or "")
+
+    @property
+    def record_ids(self) -> set[str]:
+        """The ids that name this record (BC id, Dataverse id, coupling id), lower case."""
+        return {i.lower() for i in (self.bc_id, self.dataverse_id, self.coupling_id) if i}
 
     @property
     def target(self) -> str | None:

@@ -4,11 +4,20 @@ What each record becomes is ``decide``'s rule; how its operation is built (rows 
 dependencies) is ``build``'s. Refused before anything is read: a ``direction`` the mapping does not allow,
 a field in ``fields`` whose own direction does not allow it (the message names the mapping and the field),
 invoice lines planned on their own (they sync with their invoice: planning an invoice brings its lines).
+Refused after reading: ``records`` ids that name no record of the selected mappings (``SyncPlanError``
+naming them), rather than an empty plan.
+
+A plan records its target (``target.Target``: tenant, BC environment, company, Dataverse org), which apply
+checks. Before a plan touches a record, the journal's unfinished work on it is looked at: an operation of
+an earlier run whose outcome is unknown is verified by reading (and the journal marked); a record with work
+still open in another run (a write not applied yet, a coupling change not written) becomes a skip that
+names the run to resume first, so a new plan never races an old run's pending write.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,17 +29,20 @@ import pandas as pd
 
 from d365kit import couplings as ledgers
 from d365kit.document import Document
-from d365kit.errors import SyncDirectionError, SyncPlanError
+from d365kit.errors import D365Error, SyncDirectionError, SyncPlanError
 from d365kit.mapping import Catalog, FieldMapping, TableMapping, load_catalog
 from d365kit.odata.query import Guid, Q, Query
 from d365kit.reading import ID_CHUNK
 from d365kit.reconcile import CATEGORIES, ReconcileResult, reconcile
-from d365kit.sync import rules
+from d365kit.sync import rules, writers
 from d365kit.sync.build import MappingPlanner, field_named, link_dependencies
 from d365kit.sync.context import PlanContext
 from d365kit.sync.decide import decide
-from d365kit.sync.model import IN_SYNC, KINDS, POLICIES, SYNC_DIRECTIONS, Operation
+from d365kit.sync.journal import Journal, default_path
+from d365kit.sync.locks import is_held
+from d365kit.sync.model import IN_SYNC, KINDS, OPEN, POLICIES, SYNC_DIRECTIONS, Operation
 from d365kit.sync.order import dependency_order
+from d365kit.sync.target import Target, target_of
 from d365kit.sync.values import allows
 from d365kit.systems import Systems
 from d365kit.timestamps import iso
@@ -48,6 +60,7 @@ class SyncPlan:
     catalog: Catalog = field(default_factory=load_catalog, repr=False)
     options: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: iso(datetime.now(UTC)) or "")
+    target: Target | None = None  # where it was planned; apply refuses another target
 
     def __len__(self) -> int:
         return len(self.operations)
@@ -60,7 +73,15 @@ class SyncPlan:
         order = dependency_order(self.catalog, dict.fromkeys(op.mapping for op in ops.values()))
         rank = {name: i for i, name in enumerate(order)}
         ordered = sorted(ops.values(), key=lambda op: rank.get(op.mapping, len(rank)))
-        return SyncPlan(ordered, self.catalog, {**self.options, **other.options})
+        if self.target and other.target and self.target.key != other.target.key:
+            raise SyncPlanError(f"cannot add plans of two targets: {self.target} and {other.target}")
+        return SyncPlan(
+            ordered,
+            self.catalog,
+            {**self.options, **other.options},
+            min(self.created, other.created),
+            self.target or other.target,
+        )
 
     @property
     def mappings(self) -> list[str]:
@@ -147,17 +168,27 @@ class SyncPlan:
         path = Path(path)
         data = {
             "created": self.created,
+            "target": self.target.to_dict() if self.target else None,
             "options": self.options,
             "operations": [json.loads(op.to_json()) for op in self],
         }
-        path.write_text(json.dumps(data, indent=1, default=str))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds customer values
+        os.chmod(path, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(data, indent=1, default=str))
         return path
 
     @classmethod
     def load(cls, path: str | Path, catalog: Catalog | None = None) -> SyncPlan:
         data = json.loads(Path(path).read_text())
         ops = [Operation.from_json(json.dumps(op)) for op in data["operations"]]
-        return cls(ops, catalog or load_catalog(), data.get("options", {}), data.get("created", ""))
+        return cls(
+            ops,
+            catalog or load_catalog(),
+            data.get("options", {}),
+            data.get("created", ""),
+            Target.from_dict(data.get("target")),
+        )
 
 
 # -- refusing what the mapping forbids -------------------------------------------------------------------
@@ -308,13 +339,20 @@ def plan_sync(
     catalog: Catalog | None = None,
     couplings: pd.DataFrame | None = None,
     progress: bool = True,
+    truncate: bool = False,
+    target: Target | None = None,
+    production: bool | None = None,
+    journal: str | Path | None = None,
 ) -> SyncPlan:
     """Plan a selective sync; see the module docstring. ``selection``: reconcile result(s) or mapping
     name(s) (reconciled first, on ``records`` only when given). ``records``: BC ids, Dataverse ids or
-    coupling ids; ``categories``: reconcile categories (default: every one but ``in_sync``);
-    ``direction``: ``to_dataverse``/``from_dataverse`` or None (each record's natural direction);
-    ``conflict``: ``skip``/``bc_wins``/``dataverse_wins``; ``fields``: write only these fields (Dataverse
-    attribute, BC property or caption); ``couplings``: a ledger instead of the companion API's."""
+    coupling ids (an id that names no record is refused); ``categories``: reconcile categories (default:
+    every one but ``in_sync``); ``direction``: ``to_dataverse``/``from_dataverse`` or None (each record's
+    natural direction); ``conflict``: ``skip``/``bc_wins``/``dataverse_wins``; ``fields``: write only these
+    fields (Dataverse attribute, BC property or caption); ``couplings``: a ledger instead of the companion
+    API's; ``truncate``: cut text longer than the target column (recorded in the operation); ``target``: the
+    profile's target (default: read from ``systems``, production per ``production``); ``journal``: the journal whose unfinished work on
+    these records is verified first (default ``journal.default_path(profile)``)."""
     if conflict not in POLICIES:
         raise SyncPlanError(f"conflict must be one of {POLICIES}, not {conflict!r}")
     unknown = sorted(set(categories or ()) - set(CATEGORIES))
@@ -329,7 +367,7 @@ def plan_sync(
         else:
             m, result = (item if isinstance(item, TableMapping) else catalog[item]), None
         if m.name not in catalog or catalog[m.name] is not m:
-            catalog = Catalog({**catalog.mappings, m.name: m}, catalog.options, catalog.warnings)
+            catalog = catalog.with_mapping(m)
         if rules.is_child(m):
             parent = rules.parent_of(catalog, m)
             raise SyncPlanError(
@@ -338,19 +376,90 @@ def plan_sync(
             )
         check_direction(m, direction, fields)
         given[m.name] = result
+    records = None if records is None else [str(r) for r in records]
     ledger = systems.ledger() if couplings is None else ledgers.normalize(couplings)
-    ctx = PlanContext(systems, catalog, ledger)
+    ctx = PlanContext(systems, catalog, ledger, truncate=truncate)
     ops: list[Operation] = []
+    found: set[str] = set()
     for name in dependency_order(catalog, given):
         m = catalog[name]
         result = given[name] or reconcile(
             systems, m, records=records, catalog=catalog, couplings=ledger, progress=progress
         )
+        for column in ("bc_id", "dataverse_id", "coupling_id"):
+            found |= set(result.records[column].dropna().astype(str).str.lower())
         own = _plan_mapping(ctx, m, result, records, categories, direction, conflict, fields)
         ops += own + _children(ctx, m, own, direction, conflict, progress)
+    missing = [r for r in dict.fromkeys(records or ()) if r.lower() not in found]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise SyncPlanError(
+            f"{len(missing)} record id(s) name no record of {', '.join(given)}: {shown}. Give BC ids, "
+            "Dataverse ids or coupling ids of records of the selected mappings; nothing was planned"
+        )
+    target = target or target_of(systems, production)
+    path = Path(journal) if journal else default_path(systems.profile)
+    blocked = open_work(systems, target, path, ops)
+    for op in ops:
+        if op.op_id in blocked:
+            MappingPlanner._skip_from(op, blocked[op.op_id])
     options = {
         "direction": direction,
         "conflict": conflict,
         "categories": list(categories) if categories else None,
+        "truncate": truncate,
     }
-    return SyncPlan(ops, catalog, options)
+    return SyncPlan(ops, catalog, options, target=target)
+
+
+def open_work(systems: Systems, target: Target, path: Path, ops: list[Operation]) -> dict[str, str]:
+    """The operations of ``ops`` (op id -> the reason) whose record has unfinished work in another run of the journal ``path`` on
+    this target, with the reason. Outcomes not known yet (``sent``, ``unknown``) of runs not running now are
+    verified by reading first, and the journal marked: a write verified as done, failed or a conflict is
+    final; one verified as not applied goes back to ``planned``."""
+    writes = [op for op in ops if op.kind != "skip"]
+    if not writes or not path.exists():
+        return {}
+    key = "|".join(target.key)
+    with Journal(path) as j:
+        rows = j.touching(key, sorted({i for op in writes for i in op.record_ids}))
+        if rows.empty:
+            return {}
+        rows = rows[rows["state"].isin(OPEN) | rows["coupling_state"].isin(["pending", "failed"])]
+        live: dict[str, bool] = {}
+        for run_id, locks in zip(rows["run_id"], rows["locks"], strict=True):
+            if run_id not in live:
+                holders = [is_held(target, m) for m in json.loads(locks or "[]")]
+                live[run_id] = any(h and h.get("run_id") == run_id for h in holders)
+        unclear = rows[rows["state"].isin(["sent", "unknown"]) & ~rows["run_id"].map(live)]
+        states = dict(zip(zip(rows["run_id"], rows["op_id"], strict=True), rows["state"], strict=True))
+        groups: dict[tuple[str, str | None, str | None, str], list[Operation]] = {}
+        for run_id, op in zip(unclear["run_id"], unclear["op"], strict=True):
+            groups.setdefault((writers.side_of(op), op.target_set, op.target_api, run_id), []).append(op)
+        for (_, _, _, run_id), group in groups.items():
+            try:
+                outcomes = writers.verify(systems, group, set())
+            except D365Error:
+                continue  # cannot tell now: the record stays blocked
+            marks = []
+            for o in outcomes:
+                state = "planned" if o.state == "resend" else o.state
+                states[(run_id, o.op_id)] = state
+                marks.append((o.op_id, state, o.stamp, o.etag, o.code, o.error))
+            j.mark(run_id, marks)
+    blocked: dict[str, str] = {}
+    for run_id, other, cstate in zip(rows["run_id"], rows["op"], rows["coupling_state"], strict=True):
+        state = states[(run_id, other.op_id)]
+        if live[run_id]:
+            why = f"run {run_id} is writing this record now: plan it again when that run has finished"
+        elif state in OPEN or cstate in ("pending", "failed"):
+            what = f"its write is {state}" if state in OPEN else f"its coupling change is {cstate}"
+            why = (
+                f"run {run_id} has unfinished work on this record ({what}): resume it first "
+                f"(d365kit sync resume {run_id}), then plan again"
+            )
+        else:
+            continue
+        for i in other.record_ids - {(other.coupling_id or "").lower()}:
+            blocked.setdefault(i, why)
+    return {op.op_id: blocked[i] for op in writes for i in sorted(op.record_ids) if i in blocked}

@@ -13,7 +13,9 @@ Job rows: one per mapping and direction (``synchDirection`` ToIntegrationTable /
 an uncouple or a skip goes with its mapping's job), ``type`` Synchronization; ``inserted`` = creates done,
 ``modified`` = updates done, ``unchanged`` = records found already in sync, ``skipped`` = skips,
 ``failed`` = failures and conflicts (BC counts an update conflict as failed), ``coupled`` / ``uncoupled``
-= couplings added / removed. One error row per failure and conflict. Ids are derived from the run (uuid5),
+= couplings added / removed; a replayed operation (``already_applied``) counts as unchanged, a ``stale``
+one as skipped; an operation whose outcome is not verified yet is not counted (apply writes job rows only
+once every outcome is verified). One error row per failure and conflict. Ids are derived from the run (uuid5),
 so writing them again after a resume finds them there (409) instead of duplicating them.
 """
 
@@ -165,6 +167,10 @@ def job_rows(
             job["uncoupled"] += op.kind == "uncouple"
         elif state == "skipped":
             job["unchanged" if op.reason == IN_SYNC else "skipped"] += 1
+        elif state == "already_applied":  # a replay: an earlier run wrote it
+            job["unchanged"] += 1
+        elif state == "stale":  # not written: the source changed after planning
+            job["skipped"] += 1
         elif state in ("failed", "conflict"):
             job["failed"] += 1
             errors.append(_error_row(job["id"], op, str(error or state), finished, tables))

@@ -38,11 +38,28 @@ class SyncRun:
         return self.operations[self.operations["state"] == "failed"].reset_index(drop=True)
 
     @property
+    def stale(self) -> pd.DataFrame:
+        """Operations not written because their source changed after planning (plan them again)."""
+        return self.operations[self.operations["state"] == "stale"].reset_index(drop=True)
+
+    @property
+    def unknown(self) -> pd.DataFrame:
+        """Operations whose outcome is not verified yet (resume the run: it verifies them first)."""
+        return self.operations[self.operations["state"].isin(["planned", "sent", "unknown"])].reset_index(
+            drop=True
+        )
+
+    @property
+    def already_applied(self) -> pd.DataFrame:
+        """Operations an earlier run of the same plan finished (a replay): not sent again."""
+        return self.operations[self.operations["state"] == "already_applied"].reset_index(drop=True)
+
+    @property
     def ok(self) -> bool:
-        """Every operation done or skipped, every coupling change made."""
+        """Every operation done, skipped or already applied; every coupling change made."""
         return (
-            bool(self.operations["state"].isin(["done", "skipped"]).all())
-            and not (self.operations["coupling_state"] == "failed").any()
+            bool(self.operations["state"].isin(["done", "skipped", "already_applied"]).all())
+            and not self.operations["coupling_state"].isin(["failed", "pending"]).any()
         )
 
     def to_frame(self) -> pd.DataFrame:

@@ -93,7 +93,7 @@ def check_same(recorded: Target | None, current: Target, what: str) -> None:
 
 
 def counts(operations: Iterable[Operation]) -> str:
-    """"12 create(s), 3 update(s), 15 coupling change(s)" for a confirmation message."""
+    """ "12 create(s), 3 update(s), 15 coupling change(s)" for a confirmation message."""
     ops = list(operations)
     kinds = Counter(op.kind for op in ops if op.kind != "skip")
     couplings = sum(op.coupling_action is not None for op in ops)
