@@ -22,7 +22,7 @@ from d365kit.odata.metadata import ServiceMetadata, parse_csdl
 from d365kit.odata.paging import iter_pages
 from d365kit.odata.query import Filter, Q, Query, key_segment
 from d365kit.odata.session import ODataSession
-from d365kit.reading import ByIds, by_ids, collect, id_filters, indexed
+from d365kit.reading import ByIds, collect, id_filters, indexed
 
 BC_MAX_PAGE = 20_000
 STANDARD = "v2.0"
@@ -167,23 +167,10 @@ class BCClient:
         scope: Filter | None = None,
         api: str = STANDARD,
     ) -> pd.DataFrame:
-        """Rows by ``id`` (``columns`` plus ``_etag``), indexed by the lower-case id; ``scope`` narrows them."""
-        select = tuple(dict.fromkeys(["id", *columns]))
-        cols = [*select, "_etag"]
-
-        def read(f: Filter) -> pd.DataFrame:
-            frames = self.frames(entity_set, Query(select=select, filter=f), api=api)
-            empty = self.empty_frame(entity_set, cols, api)
-            return collect((fr.reindex(columns=cols) for fr in frames), empty, "", False)
-
-        return by_ids(
-            read,
-            "id",
-            ids,
-            scope=scope,
-            empty=self.empty_frame(entity_set, cols, api),
-            concurrency=self.session.max_concurrency,
-        )
+        """Rows by ``id`` (``columns`` plus ``_etag``), indexed by the lower-case id; ``scope`` narrows them.
+        One read of ``rows_by_id_many``."""
+        ids = tuple(str(i) for i in ids)
+        return self.rows_by_id_many([ByIds(entity_set, ids, tuple(columns), scope, api=api)])[0]
 
     def modified_since(
         self, entity_set: str, since: datetime, query: Query | None = None, **kwargs: Any

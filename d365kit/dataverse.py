@@ -27,7 +27,7 @@ from d365kit.odata.paging import iter_pages
 from d365kit.odata.parallel import merge_threaded
 from d365kit.odata.query import Filter, Q, Query, key_segment
 from d365kit.odata.session import ODataSession
-from d365kit.reading import ByIds, by_ids, collect, id_filters, indexed
+from d365kit.reading import ByIds, collect, id_filters, indexed
 
 DV_MAX_PAGE = 5_000
 BULK_CHUNK = 500
@@ -304,18 +304,11 @@ class DataverseClient:
         lookup_types: Iterable[str] = (),
     ) -> pd.DataFrame:
         """Rows by primary key (``columns`` plus ``_etag`` and ``<attribute>type`` per ``lookup_types``),
-        indexed by the lower-case key; ``scope`` narrows them."""
-        key = self.metadata().entity(entity_set).key
-        select = tuple(dict.fromkeys([key, *columns]))
-        lookup_types = tuple(lookup_types)
-        cols = [*select, "_etag"]
-        empty = self.empty_frame(entity_set, cols, lookup_types)
-
-        def read(f: Filter) -> pd.DataFrame:
-            frames = self.frames(entity_set, Query(select=select, filter=f), lookup_types=lookup_types)
-            return collect((fr.reindex(columns=list(empty.columns)) for fr in frames), empty, "", False)
-
-        return by_ids(read, key, ids, scope=scope, empty=empty, concurrency=self.session.max_concurrency)
+        indexed by the lower-case key; ``scope`` narrows them. One read of ``rows_by_id_many``."""
+        read = ByIds(
+            entity_set, tuple(str(i) for i in ids), tuple(columns), scope, lookup_types=tuple(lookup_types)
+        )
+        return self.rows_by_id_many([read])[0]
 
     def rows_by_id_many(self, reads: Sequence[ByIds]) -> list[pd.DataFrame]:
         """Several by-id reads (``rows_by_id`` each) in one multipart ``$batch`` of GETs (1,000 per

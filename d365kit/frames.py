@@ -126,7 +126,9 @@ def _held(
     """``stamps`` as ``dtype`` (nanoseconds); values it cannot hold, or that did not parse, become NaT
     with a ``DataWarning`` (``blank`` rows are BC's empty value: NaT without a word)."""
     ok = in_range(stamps)
-    warn_lost((~ok | stamps.isna()) & _given(raw) & ~blank, raw, col, source=source, keys=keys)
+    suspect = (~ok | stamps.isna()) & ~blank  # NaT or out of range: lost only if something was given
+    if suspect.any():  # the text check runs on those rows alone, not on every page's every value
+        warn_lost(suspect & _given(raw.where(suspect)), raw, col, source=source, keys=keys)
     return stamps.where(ok).astype(dtype)
 
 

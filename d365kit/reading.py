@@ -1,17 +1,16 @@
 """How both clients turn pages into typed frames and read rows by id: written once, used by both.
 
 ``collect`` concatenates typed pages under one progress bar (only one page of JSON is held at a time).
-``by_ids`` reads rows by primary key: ``ID_CHUNK`` ids per ``key eq a or key eq b ...`` filter (about 2 KB
-of URL, within both services' limits), optionally inside a scope filter, the chunks concurrently up to the
-service's concurrency cap; the frame is indexed by the lower-case key, one row per key. ``ByIds`` names
-one such read so that a client can send many of them in one ``$batch`` (``rows_by_id_many``).
+Rows by primary key: ``id_filters`` puts ``ID_CHUNK`` ids in each ``key eq a or key eq b ...`` filter
+(about 2 KB of URL, within both services' limits), optionally inside a scope filter; ``ByIds`` names one
+such read, and a client's ``rows_by_id_many`` sends any number of them as GETs in ``$batch`` requests,
+each answer indexed by the lower-case key (``indexed``), one row per key.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -20,7 +19,6 @@ from tqdm.auto import tqdm
 from d365kit.odata.query import Filter, Guid, Q
 
 ID_CHUNK = 40
-MAX_READERS = 8
 
 
 def is_guid(text: object) -> bool:
@@ -70,26 +68,4 @@ def id_filters(key: str, ids: Iterable[object], scope: Filter | None) -> list[Fi
     return filters
 
 
-def by_ids(
-    read: Callable[[Filter], pd.DataFrame],
-    key: str,
-    ids: Iterable[object],
-    *,
-    scope: Filter | None,
-    empty: pd.DataFrame,
-    concurrency: int,
-) -> pd.DataFrame:
-    """Rows whose ``key`` is one of ``ids`` (non-GUIDs ignored) and, with ``scope``, inside it."""
-    filters = id_filters(key, ids, scope)
-    if not filters:
-        parts = [empty]
-    elif len(filters) == 1:
-        parts = [read(filters[0])]
-    else:
-        workers = min(concurrency, MAX_READERS, len(filters))
-        with ThreadPoolExecutor(workers, thread_name_prefix="d365kit-by-id") as pool:
-            parts = list(pool.map(read, filters))
-    return indexed(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0], key)
-
-
-__all__ = ["ID_CHUNK", "ByIds", "by_ids", "collect", "id_filters", "indexed", "is_guid"]
+__all__ = ["ID_CHUNK", "ByIds", "collect", "id_filters", "indexed", "is_guid"]

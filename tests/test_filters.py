@@ -106,12 +106,27 @@ def test_the_tenants_filters_become_each_mappings_scope(ws):
         == "((isdisabled eq false) and (islicensed eq true)) and (isintegrationuser eq false)"
     )
     assert live["POSTEDSALESINV-INV"].bc_scope.startswith("status eq 'Open'")  # the entity's own scope stays
-    for m in live:
-        for (
-            problem
-        ) in m.filter_problems:  # anything not translated is named with its text and the default kept
-            assert "Filter WHERE(" in problem and "default filter is used instead" in problem
-    marked = [m for m in live if m.filter_problems]
-    if marked:
-        result = ws.reconcile(marked[0].name, progress=False)
-        assert "Filter not translated" in result.to_text()
+    # BC's default setup translates whole: option captions resolved through Dataverse's option metadata
+    assert [m.name for m in live if m.filter_problems] == []
+    assert live["CUSTOMER"].dv_filter == "(statecode eq 0) and (customertypecode eq 3)"
+    assert live["ITEM-PRODUCT"].dv_filter == "(producttypecode eq 1) and (statecode eq 0)"  # SalesInventory
+
+
+def test_a_filter_that_cannot_be_translated_is_named_and_the_default_kept(ws, monkeypatch):
+    """A tenant filter on a field no API exposes: the mapping says so, the result says so, scope stays."""
+    real = ws.bc.table_mappings
+
+    def tenant_setup():
+        tables = real()
+        tables.loc[tables["name"] == "CUSTOMER", "tableFilter"] = (
+            "WHERE(Blocked=FILTER(' '),Fax No.=FILTER(<>''))"
+        )
+        return tables
+
+    monkeypatch.setattr(ws.bc, "table_mappings", tenant_setup)
+    live = load_live(ws.bc, ws.dataverse)
+    customer = live["CUSTOMER"]
+    assert customer.filter_problems and "no API property for field 'Fax No.'" in customer.filter_problems[0]
+    assert customer.bc_filter == "blocked eq ' '"  # the default, not a wider scope
+    result = ws.reconcile(customer, catalog=live, progress=False)
+    assert "Filter not translated: Table Filter WHERE(Blocked" in result.to_text()

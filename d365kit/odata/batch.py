@@ -70,6 +70,11 @@ def batch_rows(
     return rows
 
 
+def _reads_only(ops: list[BatchRequest]) -> bool:
+    """A batch of GETs changes nothing: the session may retry it as it retries any read."""
+    return all(op.method.upper() == "GET" for op in ops)
+
+
 def _check_origins(session: ODataSession, operations: list[BatchRequest]) -> None:
     """Absolute operation URLs must name the service's own origin, as any URL the session sends to."""
     for op in operations:
@@ -103,7 +108,7 @@ def bc_batch(
             root.rstrip("/") + "/$batch",
             json={"requests": requests_},
             headers=headers,
-            idempotent=False,
+            idempotent=_reads_only(chunk),
         )
         try:
             answers = {str(a["id"]): a for a in resp.json()["responses"]}
@@ -177,7 +182,7 @@ def dataverse_batch(
             root.rstrip("/") + "/$batch",
             data=body.encode(),
             headers=headers,
-            idempotent=False,
+            idempotent=_reads_only(chunk),
             raise_for_status=False,
         )
         answers = parse_multipart_response(resp.headers.get("Content-Type", ""), resp.content)

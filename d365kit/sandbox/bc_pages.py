@@ -29,6 +29,7 @@ from typing import Any
 
 from d365kit.sandbox import schema
 from d365kit.sandbox.bc_wire import BCError, etag
+from d365kit.sandbox.odata import top_level_items
 from d365kit.sandbox.schema import EntitySet
 from d365kit.sandbox.schema_defs import TABLES_DIR, enum_values
 from d365kit.sandbox.store import VERSION
@@ -150,23 +151,6 @@ def not_implemented_nav(es: EntitySet, name: str) -> BCError:
     )
 
 
-def split_top_level(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` outside parentheses and quoted literals."""
-    parts, depth, quoted, start = [], 0, False, 0
-    for i, ch in enumerate(text):
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        elif not quoted and depth == 0 and ch == sep:
-            parts.append(text[start:i])
-            start = i + 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts if p.strip()]
-
-
 def _item(text: str) -> tuple[str, str]:
     name, _, inner = text.partition("(")
     return name.strip(), inner[: inner.rfind(")")] if inner else ""
@@ -174,7 +158,7 @@ def _item(text: str) -> tuple[str, str]:
 
 def _options(inner: str) -> list[tuple[str, str]]:
     out = []
-    for part in split_top_level(inner, ";"):
+    for part in top_level_items(inner, ";"):
         key, _, value = part.partition("=")
         out.append((key.strip(), value.strip()))
     return out
@@ -185,7 +169,7 @@ def _check_nested(es: EntitySet, inner: str) -> None:
     for key, value in _options(inner):
         if key != "$expand":
             continue
-        for text in split_top_level(value, ","):
+        for text in top_level_items(value, ","):
             name, sub = _item(text)
             if es.service == "bc" and page(es.name).declared(name) is not None:
                 raise not_implemented_nav(es, name)
@@ -209,7 +193,7 @@ def split_expand(
             out.append((key, value))
             continue
         keep = []
-        for text in split_top_level(value, ","):
+        for text in top_level_items(value, ","):
             name, inner = _item(text)
             part = page(es.name).declared(name) if es.service == "bc" else None
             if part is None:

@@ -460,11 +460,14 @@ class Gate:
             self.stats.injected_errors += 1
             await _answer(send, service.unavailable())
             return
-        reset = (
-            scope["method"] in WRITE_METHODS
-            and knobs.reset_after_commit_rate > 0
-            and dice.random() < knobs.reset_after_commit_rate
-        )
+        if scope["method"] not in WRITE_METHODS or knobs.reset_after_commit_rate <= 0:
+            await self.app(scope, receive, send)
+            return
+        body, receive = await _buffered(receive) if scope["path"].endswith("$batch") else (b"", receive)
+        writes = not scope["path"].endswith("$batch") or _batch_writes(
+            body
+        )  # a batch of GETs commits nothing
+        reset = writes and dice.random() < knobs.reset_after_commit_rate
         await self.app(scope, receive, self._resetting(send, receive) if reset else send)
 
     def _resetting(self, send: Send, receive: Receive) -> Send:
@@ -490,3 +493,33 @@ class Gate:
         await _answer(
             send, Resp(status, Headers({"content-type": "application/json"}), json.dumps(body).encode())
         )
+
+
+_BATCH_WRITE = (b'"method":"post"', b'"method":"patch"', b'"method":"put"', b'"method":"delete"')
+
+
+def _batch_writes(body: bytes) -> bool:
+    """Whether a ``$batch`` body (BC JSON or Dataverse multipart) holds a request other than GET."""
+    text = body.lower()
+    if b"http/1.1" in text:  # multipart: one request line per part
+        return any(f"\n{m} ".encode() in text for m in ("post", "patch", "put", "delete"))
+    return any(w in text.replace(b" ", b"") for w in _BATCH_WRITE)
+
+
+async def _buffered(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole request body, and a ``receive`` that hands it to the app as if unread."""
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    body, sent = b"".join(chunks), False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay

@@ -33,6 +33,7 @@ from typing import Any
 
 from d365kit.sandbox.dataverse_wire import GENERIC, NOT_FOUND, DVError, bad_request, not_implemented
 from d365kit.sandbox.entity_metadata import CRM, MetaObject, model
+from d365kit.sandbox.odata import top_level_items
 
 ENTITY_NAVS = (
     "Attributes",
@@ -422,24 +423,6 @@ class _Options:
     expand: list[tuple[str, _Options]] | None = None
 
 
-def _split_top(text: str, sep: str) -> list[str]:
-    parts, depth, buf, quoted = [], 0, [], False
-    for ch in text:
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        if ch == sep and depth == 0 and not quoted:
-            parts.append("".join(buf).strip())
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf).strip())
-    return [p for p in parts if p]
-
-
 def _options(
     params: dict[str, str],
     view: str,
@@ -471,7 +454,7 @@ def _options(
         out.filter = _FilterParser(params["$filter"], view, props).parse()
     if "$expand" in params:
         out.expand = []
-        for item in _split_top(params["$expand"], ","):
+        for item in top_level_items(params["$expand"], ","):
             m = re.fullmatch(r"([\w.]+)(?:\((.*)\))?", item, re.S)
             if not m:
                 raise bad_request(f"The $expand item '{item}' is not valid.")
@@ -481,7 +464,7 @@ def _options(
                     raise not_implemented("$expand=* on metadata")
                 raise _unknown(name, view)
             nested: dict[str, str] = {}
-            for opt in _split_top(inner or "", ";"):
+            for opt in top_level_items(inner or "", ";"):
                 key, _, value = opt.partition("=")
                 nested[key.strip()] = value
             target = _nav_view(view, name)

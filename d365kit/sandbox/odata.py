@@ -928,3 +928,9 @@ def _split_top_level(text: str, sep: str) -> list[str]:
             start = i + 1
     parts.append(text[start:])
     return parts
+
+
+def top_level_items(text: str, sep: str) -> list[str]:
+    """The non-empty, stripped parts of ``text`` split on ``sep`` outside parentheses and quoted literals
+    ($expand items, their ``;``-separated options, ...)."""
+    return [p.strip() for p in _split_top_level(text, sep) if p.strip()]
